@@ -1,0 +1,48 @@
+"""Command-line entry points: ``sepconv-train``, ``sepconv-evaluate``, ``python -m training``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+# TensorFlow's C++ start-up chatter buries the progress bars; users can raise it again.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _run(command: str, argv: Sequence[str] | None) -> int:
+    from training import evaluate, train
+    from training.data import DatasetError
+
+    module = train if command == "train" else evaluate
+    parser = argparse.ArgumentParser(
+        prog=f"sepconv-{command}",
+        description=(module.__doc__ or "").strip().splitlines()[0],
+    )
+    module.add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return module.run(args)
+    except DatasetError as error:
+        print(f"sepconv-{command}: {error}", file=sys.stderr)
+        return 2
+
+
+def train_main(argv: Sequence[str] | None = None) -> int:
+    """``sepconv-train``."""
+    return _run("train", argv)
+
+
+def evaluate_main(argv: Sequence[str] | None = None) -> int:
+    """``sepconv-evaluate``."""
+    return _run("evaluate", argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m training train|evaluate [options]``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in ("train", "evaluate"):
+        print("usage: python -m training {train,evaluate} [options]", file=sys.stderr)
+        return 2
+    return _run(argv[0], argv[1:])

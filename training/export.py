@@ -1,0 +1,108 @@
+"""Export a trained Keras model as a TensorFlow Serving style SavedModel plus ``metadata.json``.
+
+The SavedModel has one explicit signature, ``serving_default``: input ``image`` (float32
+``[None, 32, 32, 3]``, raw 0-255 pixels), output ``probabilities`` (float32 ``[None, 10]``).
+It loads with plain ``tf.saved_model.load``: no project code and no custom objects.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from training.architectures import CLASS_NAMES, INPUT_SHAPE
+from training.macs import count_macs
+
+SIGNATURE_NAME = "serving_default"
+INPUT_NAME = "image"
+OUTPUT_NAME = "probabilities"
+METADATA_FILE = "metadata.json"
+
+
+def version_dir(out_dir: Path, name: str, version: int) -> Path:
+    """``out_dir/<name>/<version>``: the TensorFlow Serving model repository layout."""
+    return out_dir / name / str(version)
+
+
+def export_saved_model(model: keras.Model, path: Path) -> None:
+    """Write ``model`` as a SavedModel with the ``image`` -> ``probabilities`` signature.
+
+    The folder is written beside the target and renamed into place, so a crash mid-export never
+    leaves a half-written version for the service to load.
+    """
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, *INPUT_SHAPE], tf.float32, name=INPUT_NAME)])
+    def serve(image: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {OUTPUT_NAME: model(image, training=False)}
+
+    archive.add_endpoint(SIGNATURE_NAME, serve)
+    staging = path.with_name(f".{path.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    archive.write_out(str(staging), verbose=False)
+    if path.exists():
+        shutil.rmtree(path)
+    staging.rename(path)
+
+
+def build_metadata(
+    model: keras.Model,
+    *,
+    name: str,
+    version: int,
+    architecture: str,
+    epochs: int,
+    seconds_per_epoch: float | None,
+    data_source: str,
+    evaluation: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The facts about an exported model that the service and the README report."""
+    trainable = sum(int(tf.size(v)) for v in model.trainable_weights)
+    metadata: dict[str, Any] = {
+        "name": name,
+        "version": version,
+        "architecture": architecture,
+        "parameters": {"total": int(model.count_params()), "trainable": trainable},
+        "macs_per_image": count_macs(model),
+        "classes": list(CLASS_NAMES),
+        "input": {
+            "name": INPUT_NAME,
+            "dtype": "float32",
+            "shape": [None, *INPUT_SHAPE],
+            "range": "raw RGB pixels 0-255",
+        },
+        "output": {"name": OUTPUT_NAME, "dtype": "float32", "shape": [None, len(CLASS_NAMES)]},
+        "epochs": epochs,
+        "seconds_per_epoch": seconds_per_epoch,
+        "test_accuracy": None,
+        "per_class_accuracy": None,
+        "confusion_matrix": None,
+        "tensorflow_version": tf.__version__,
+        "data_source": data_source,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    if evaluation:
+        metadata.update(evaluation)
+    return metadata
+
+
+def write_metadata(path: Path, metadata: dict[str, Any]) -> None:
+    """Write ``metadata.json`` atomically into the version folder ``path``."""
+    target = path / METADATA_FILE
+    staging = target.with_suffix(".json.partial")
+    staging.write_text(json.dumps(metadata, indent=2) + "\n")
+    staging.replace(target)
+
+
+def read_metadata(path: Path) -> dict[str, Any]:
+    """Read ``metadata.json`` from the version folder ``path``."""
+    data: dict[str, Any] = json.loads((path / METADATA_FILE).read_text())
+    return data

@@ -1,0 +1,91 @@
+"""Per-epoch training history that survives an interrupted and resumed run."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+
+HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+
+def read_history(path: Path) -> list[dict[str, float]]:
+    """The epochs recorded so far in ``path`` (an empty list when there is none)."""
+    if not path.is_file():
+        return []
+    epochs: list[dict[str, float]] = json.loads(path.read_text())["epochs"]
+    return epochs
+
+
+def write_history(path: Path, name: str, epochs: list[dict[str, float]]) -> None:
+    """Write the history JSON: per epoch loss, accuracy, val_loss, val_accuracy, seconds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_suffix(".json.partial")
+    staging.write_text(json.dumps({"model": name, "epochs": epochs}, indent=2) + "\n")
+    staging.replace(path)
+
+
+class HistoryRecorder(keras.callbacks.Callback):
+    """Appends each finished epoch (with its wall time) to a JSON file as it ends.
+
+    Keras' own ``History`` starts empty after ``BackupAndRestore`` resumes a run, so the file,
+    not the in-memory object, is the record: on resume, epochs past the restored one are
+    dropped and the rest kept.
+    """
+
+    def __init__(self, path: Path, name: str) -> None:
+        super().__init__()
+        self.path = path
+        self.name = name
+        self.epochs: list[dict[str, float]] = read_history(path)
+        self._started = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.epochs = self.epochs[:epoch]
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        logs = logs or {}
+        record = {key: float(logs[key]) for key in HISTORY_KEYS if key in logs}
+        record["epoch"] = epoch + 1
+        record["seconds"] = round(time.perf_counter() - self._started, 2)
+        self.epochs.append(record)
+        write_history(self.path, self.name, self.epochs)
+
+
+class BestWeights(keras.callbacks.Callback):
+    """Keeps the weights of the epoch with the lowest validation loss in a file.
+
+    Unlike ``EarlyStopping(restore_best_weights=True)`` this survives a resume: the best loss so
+    far is read back from the history file and the weights from disk.
+    """
+
+    def __init__(self, path: Path, history: HistoryRecorder) -> None:
+        super().__init__()
+        self.path = path
+        self.history = history
+
+    def _best_loss(self, before_epoch: int) -> float:
+        losses = [e["val_loss"] for e in self.history.epochs[:before_epoch] if "val_loss" in e]
+        return min(losses, default=float("inf"))
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        loss = (logs or {}).get("val_loss")
+        if loss is not None and float(loss) < self._best_loss(epoch):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.model.save_weights(str(self.path))
+
+    def best_epoch(self) -> int | None:
+        """The 1-based epoch with the lowest validation loss, if any was recorded."""
+        scored = [e for e in self.history.epochs if "val_loss" in e]
+        return int(min(scored, key=lambda e: e["val_loss"])["epoch"]) if scored else None
+
+    def restore(self, model: keras.Model) -> bool:
+        """Load the best weights into ``model``; False when none were saved."""
+        if not self.path.is_file():
+            return False
+        model.load_weights(str(self.path))
+        return True

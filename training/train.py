@@ -1,0 +1,239 @@
+"""Train the tutorial's classifiers on CIFAR-10 and export them for serving.
+
+Reads top to bottom as data, model, train, evaluate, export. Long CPU runs survive an
+interruption: every epoch is checkpointed and a rerun of the same command resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import shutil
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from training.architectures import ARCHITECTURES, Architecture, build_model
+from training.data import Cifar10, load_cifar10
+from training.evaluation import evaluate_predictions, predict_in_batches
+from training.export import build_metadata, export_saved_model, version_dir, write_metadata
+from training.history import BestWeights, HistoryRecorder, read_history
+from training.plots import plot_accuracy
+
+HISTORY_FILE = "history.json"
+FIGURE_FILE = "accuracy.png"
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """One training run's recipe; the defaults are the reference tutorial's."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    learning_rate: float = 0.001
+    early_stopping: int | None = None
+    seed: int = 0
+    version: int = 1
+    checkpoint_dir: Path = Path.home() / ".cache" / "sepconv-serve" / "checkpoints"
+
+
+def distribution_strategy() -> tf.distribute.Strategy:
+    """Mirror across GPUs when more than one is visible; otherwise the default strategy."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def train_one(
+    architecture: Architecture, data: Cifar10, out_dir: Path, config: TrainingConfig
+) -> Path:
+    """Train, evaluate and export one architecture; returns the exported version folder."""
+    keras.utils.set_random_seed(config.seed)
+    run_dir = checkpoint_run_dir(architecture, data, config)
+    with distribution_strategy().scope():
+        model = build_model(architecture)
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+    history = HistoryRecorder(run_dir / HISTORY_FILE, architecture)
+    best = BestWeights(run_dir / "best.weights.h5", history)
+    callbacks: list[keras.callbacks.Callback] = [
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+        history,
+        best,
+    ]
+    if config.early_stopping is not None:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.early_stopping)
+        )
+
+    print(f"Training {architecture}: {model.count_params():,} parameters, {config}")
+    model.fit(
+        data.train_images,
+        data.train_labels,
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        validation_data=(data.test_images, data.test_labels),
+        callbacks=callbacks,
+        verbose=2 if not _interactive() else 1,
+    )
+    best_epoch = best.best_epoch()
+    if config.early_stopping is not None and best.restore(model):
+        print(f"Restored the weights of epoch {best_epoch} (lowest validation loss)")
+
+    evaluation = evaluate_predictions(
+        predict_in_batches(lambda x: model(x, training=False).numpy(), data.test_images),
+        data.test_labels,
+    )
+    print(f"{architecture}: test accuracy {evaluation['test_accuracy']:.4f}")
+
+    target = version_dir(out_dir, architecture, config.version)
+    export_saved_model(model, target)
+    _check_export(model, target, data.test_images[:64])
+    seconds = [e["seconds"] for e in history.epochs]
+    metadata = build_metadata(
+        model,
+        name=architecture,
+        version=config.version,
+        architecture=architecture,
+        epochs=len(history.epochs),
+        seconds_per_epoch=round(statistics.mean(seconds), 1) if seconds else None,
+        data_source=data.source,
+        evaluation={**evaluation, "best_epoch": best_epoch, "training": _recipe(config)},
+    )
+    write_metadata(target, metadata)
+    shutil.copyfile(run_dir / HISTORY_FILE, target / HISTORY_FILE)
+    plot_accuracy(
+        {architecture: history.epochs},
+        target / FIGURE_FILE,
+        title=f"{architecture} VGG on CIFAR-10",
+    )
+    print(f"Exported {architecture} to {target}")
+    return target
+
+
+def checkpoint_run_dir(architecture: str, data: Cifar10, config: TrainingConfig) -> Path:
+    """The checkpoint folder of one run; a different recipe or data never resumes another's."""
+    key = f"{data.source}|{len(data.train_labels)}|{_recipe(config)}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:10]
+    return config.checkpoint_dir / f"{architecture}-v{config.version}-{digest}"
+
+
+def _recipe(config: TrainingConfig) -> dict[str, object]:
+    return {
+        "optimizer": "adam",
+        "learning_rate": config.learning_rate,
+        "batch_size": config.batch_size,
+        "max_epochs": config.epochs,
+        "early_stopping_patience": config.early_stopping,
+        "seed": config.seed,
+    }
+
+
+def _check_export(model: keras.Model, path: Path, images: np.ndarray) -> None:
+    """Reload the SavedModel without project code and insist it matches the Keras model."""
+    loaded = tf.saved_model.load(str(path))
+    batch = tf.constant(images.astype(np.float32))
+    served = loaded.signatures["serving_default"](image=batch)["probabilities"].numpy()
+    difference = float(np.abs(served - model(batch, training=False).numpy()).max(initial=0.0))
+    if difference > 1e-5:
+        raise RuntimeError(f"exported model differs from the Keras model by {difference:.2e}")
+
+
+def _interactive() -> bool:
+    import sys
+
+    return sys.stdout.isatty()
+
+
+def plot_all(out_dir: Path, version: int) -> Path | None:
+    """The combined figure of every model's history at ``version`` under ``out_dir``."""
+    histories: dict[str, list[dict[str, float]]] = {
+        name: read_history(version_dir(out_dir, name, version) / HISTORY_FILE)
+        for name in ARCHITECTURES
+    }
+    histories = {name: epochs for name, epochs in histories.items() if epochs}
+    if not histories:
+        return None
+    path = out_dir / FIGURE_FILE
+    plot_accuracy(histories, path, title="Regular vs separable VGG on CIFAR-10")
+    return path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``sepconv-train`` options."""
+    defaults = TrainingConfig()
+    parser.add_argument("--model", choices=[*ARCHITECTURES, "all"], default="all")
+    parser.add_argument(
+        "--data",
+        default="keras",
+        help="'keras' (downloads) or a CIFAR-10 directory (image folders or python batches)",
+    )
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    parser.add_argument("--out", type=Path, default=Path("models"))
+    parser.add_argument(
+        "--early-stopping",
+        type=int,
+        default=None,
+        metavar="PATIENCE",
+        help="stop after PATIENCE epochs without a lower val_loss and restore the best weights",
+    )
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="train and validate on a random N images of each split",
+    )
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--version", type=int, default=defaults.version)
+    parser.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        default=defaults.checkpoint_dir,
+        help="where per-epoch checkpoints live; a rerun resumes from them",
+    )
+    parser.add_argument(
+        "--fresh", action="store_true", help="discard this run's checkpoints instead of resuming"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train the chosen models and export them; returns the process exit status."""
+    for name, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size)):
+        if value < 1:
+            raise SystemExit(f"sepconv-train: {name} must be at least 1, got {value}")
+    config = TrainingConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        early_stopping=args.early_stopping,
+        seed=args.seed,
+        version=args.version,
+        checkpoint_dir=args.checkpoint_dir.expanduser(),
+    )
+    data = load_cifar10(args.data)
+    if args.limit is not None:
+        data = data.limited(args.limit, seed=args.seed)
+    print(
+        f"Data: {data.source}: {len(data.train_labels)} training, "
+        f"{len(data.test_labels)} test images"
+    )
+    architectures = ARCHITECTURES if args.model == "all" else (args.model,)
+    for architecture in architectures:
+        if args.fresh:
+            shutil.rmtree(checkpoint_run_dir(architecture, data, config), ignore_errors=True)
+        train_one(architecture, data, args.out, config)
+    figure = plot_all(args.out, config.version)
+    if figure is not None:
+        print(f"Combined accuracy figure: {figure}")
+    return 0
