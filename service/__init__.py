@@ -1,0 +1,1 @@
+"""sepconv-serve: a FastAPI service for the regular and separable CIFAR-10 classifiers."""
