@@ -26,8 +26,10 @@ class Settings(BaseSettings):
         env_prefix="SEPCONV_", protected_namespaces=(), extra="ignore"
     )
 
-    model_dir: Path = Field(default_factory=_default_model_dir,
-                            description="Model repository: <model_dir>/<name>/<version>/")
+    model_dir: Path = Field(
+        default_factory=_default_model_dir,
+        description="Model repository: <model_dir>/<name>/<version>/",
+    )
     models: str = Field("", description="Comma-separated model names to load; empty = all found")
     runtime: Literal["tensorflow", "onnxruntime"] = "tensorflow"
     host: str = "127.0.0.1"

@@ -1,0 +1,3 @@
+from service.cli import serve_main
+
+serve_main()

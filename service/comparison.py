@@ -1,0 +1,119 @@
+"""A fair latency comparison: the models take turns (A, B, A, B, ...) on the same input.
+
+Interleaving means drift in the machine's speed (thermal, other load) hits every model alike.
+It runs directly on the engines, off the event loop, one comparison at a time.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import numpy.typing as npt
+
+from service.registry import ModelEntry
+from service.schemas import (
+    CompareEntry,
+    ComparePrediction,
+    CompareResponse,
+    CompareSummary,
+    LatencyStats,
+)
+
+SYNTHETIC_SEED = 20260101
+
+
+def synthetic_image() -> npt.NDArray[np.uint8]:
+    """A fixed 32x32 RGB input, the same on every call and machine."""
+    return np.random.default_rng(SYNTHETIC_SEED).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+
+
+def latency_stats(samples_ms: list[float]) -> LatencyStats:
+    values = np.asarray(samples_ms, dtype=np.float64)
+    p50, p95, p99 = np.percentile(values, [50, 95, 99])
+    return LatencyStats(
+        mean=round(float(values.mean()), 4),
+        std=round(float(values.std()), 4),
+        min=round(float(values.min()), 4),
+        p50=round(float(p50), 4),
+        p95=round(float(p95), 4),
+        p99=round(float(p99), 4),
+        max=round(float(values.max()), 4),
+    )
+
+
+def _ratio(values: list[int | None]) -> float | None:
+    known = [v for v in values if v]
+    if len(known) < 2:
+        return None
+    return round(max(known) / min(known), 3)
+
+
+def run_comparison(
+    entries: list[ModelEntry],
+    image: npt.NDArray[np.uint8],
+    *,
+    repeats: int,
+    batch_size: int,
+    warmup: int,
+    uploaded: bool,
+) -> CompareResponse:
+    """Time every model ``repeats`` times, interleaved, on ``batch_size`` copies of ``image``."""
+    batch = np.repeat(image[np.newaxis].astype(np.float32), batch_size, axis=0)
+    engines = [(entry, entry.engine) for entry in entries if entry.engine is not None]
+    for _ in range(warmup):
+        for _, engine in engines:
+            engine.predict(batch)
+    samples: dict[str, list[float]] = {entry.name: [] for entry, _ in engines}
+    outputs: dict[str, npt.NDArray[np.float32]] = {}
+    for _ in range(repeats):
+        for entry, engine in engines:
+            started = time.perf_counter()
+            outputs[entry.name] = engine.predict(batch)
+            samples[entry.name].append((time.perf_counter() - started) * 1000.0)
+
+    results: list[CompareEntry] = []
+    for entry, engine in engines:
+        stats = latency_stats(samples[entry.name])
+        prediction = None
+        if uploaded:
+            probabilities = outputs[entry.name][0]
+            best = int(np.argmax(probabilities))
+            prediction = ComparePrediction(
+                label=entry.classes[best], confidence=float(probabilities[best])
+            )
+        info = entry.info()
+        results.append(
+            CompareEntry(
+                model=entry.name,
+                runtime=engine.runtime,
+                parameters=info.parameters,
+                macs_per_image=info.macs_per_image,
+                test_accuracy=info.test_accuracy,
+                latency_ms=stats,
+                images_per_second=round(batch_size * 1000.0 / stats.mean, 2) if stats.mean else 0.0,
+                prediction=prediction,
+            )
+        )
+
+    by_p50 = sorted(results, key=lambda r: r.latency_ms.p50)
+    fastest, slowest = by_p50[0], by_p50[-1]
+    labels = {r.prediction.label for r in results if r.prediction is not None}
+    devices = sorted({entry.info().device or "CPU:0" for entry, _ in engines})
+    return CompareResponse(
+        repeats=repeats,
+        batch_size=batch_size,
+        warmup=warmup,
+        device=", ".join(devices),
+        input="upload" if uploaded else "synthetic",
+        models=results,
+        summary=CompareSummary(
+            fastest=fastest.model,
+            speedup=round(slowest.latency_ms.p50 / fastest.latency_ms.p50, 3)
+            if fastest.latency_ms.p50
+            else 1.0,
+            parameter_ratio=_ratio([r.parameters for r in results]),
+            mac_ratio=_ratio([r.macs_per_image for r in results]),
+            agreement=(len(labels) == 1) if uploaded else None,
+        ),
+    )

@@ -1,0 +1,117 @@
+"""Runs predictions through the micro-batchers and turns probabilities into answers."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from service.batching import BatchResult, MicroBatcher, Pixels, QueueFull
+from service.errors import ApiError, model_not_found, overloaded
+from service.metrics import ServiceMetrics
+from service.registry import ModelEntry, ModelRegistry
+from service.schemas import ClassProbability, ModelPrediction
+from service.settings import Settings
+
+
+class InferenceService:
+    """The models that serve traffic, each behind its own micro-batcher."""
+
+    def __init__(
+        self, registry: ModelRegistry, settings: Settings, metrics: ServiceMetrics
+    ) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.metrics = metrics
+        # One inference thread per model: the two models can run at once, and each engine call
+        # already spreads over the TensorFlow intra-op pool.
+        self.executor = ThreadPoolExecutor(
+            max_workers=max(1, len(registry.names)), thread_name_prefix="inference"
+        )
+        self.batchers: dict[str, MicroBatcher] = {}
+
+    def start_ready_models(self) -> None:
+        """Give every model that finished loading a running batcher."""
+        for entry in self.registry.ready_entries():
+            if entry.name not in self.batchers and entry.engine is not None:
+                batcher = MicroBatcher(
+                    entry.name,
+                    entry.engine,
+                    self.executor,
+                    max_batch_size=self.settings.max_batch_size,
+                    batch_timeout_ms=self.settings.batch_timeout_ms,
+                    max_queue=self.settings.max_queue,
+                    observe=self.metrics.observe_batch,
+                )
+                batcher.start()
+                self.batchers[entry.name] = batcher
+
+    async def stop(self) -> None:
+        for batcher in self.batchers.values():
+            await batcher.stop()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    def select(self, model: str) -> list[ModelEntry]:
+        """The models a ``model`` query names (``all`` = every ready model), or a 404/503."""
+        if model == "all":
+            entries = self.registry.ready_entries()
+            if not entries:
+                raise ApiError(
+                    503,
+                    "NOT_READY",
+                    "no model is ready yet; retry shortly",
+                    headers={"Retry-After": "1"},
+                )
+            return entries
+        entry = self.registry.get(model)
+        if entry is None:
+            raise model_not_found(model, self.registry.names)
+        if entry.status != "ready":
+            raise ApiError(
+                503,
+                "NOT_READY",
+                f"model {model!r} is {entry.status}: {entry.error or 'still loading'}",
+                headers={"Retry-After": "1"},
+            )
+        return [entry]
+
+    async def predict(
+        self, pixels: Pixels, entries: list[ModelEntry], top_k: int
+    ) -> list[ModelPrediction]:
+        """Every selected model's prediction for one 32x32x3 image, in registry order."""
+        results = await asyncio.gather(*(self._submit(e.name, pixels) for e in entries))
+        return [
+            to_prediction(entry, result, top_k)
+            for entry, result in zip(entries, results, strict=True)
+        ]
+
+    async def _submit(self, name: str, pixels: Pixels) -> BatchResult:
+        batcher = self.batchers[name]
+        try:
+            return await batcher.submit(pixels)
+        except QueueFull:
+            self.metrics.rejected.labels(name).inc()
+            raise overloaded() from None
+        finally:
+            self.metrics.queue_depth.labels(name).set(batcher.depth)
+
+
+def to_prediction(entry: ModelEntry, result: BatchResult, top_k: int) -> ModelPrediction:
+    """Probabilities to the response shape: label, confidence, top-k and the full table."""
+    classes = entry.classes
+    probabilities = result.probabilities.astype(np.float64)
+    order = np.argsort(-probabilities, kind="stable")
+    best = int(order[0])
+    return ModelPrediction(
+        model=entry.name,
+        label=classes[best],
+        confidence=float(probabilities[best]),
+        top_k=[
+            ClassProbability(label=classes[i], probability=float(probabilities[i]))
+            for i in order[:top_k]
+        ],
+        probabilities={name: float(p) for name, p in zip(classes, probabilities, strict=True)},
+        latency_ms=round(result.latency_ms, 3),
+        batch_size=result.batch_size,
+    )

@@ -1,0 +1,120 @@
+"""The ASGI app: ``create_app(settings)`` builds one; ``app`` is the default, for uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from service.deps import ServiceState
+from service.engines import configure_tensorflow
+from service.errors import install_error_handlers
+from service.inference import InferenceService
+from service.metrics import ServiceMetrics
+from service.middleware import RequestContextMiddleware
+from service.registry import ModelRegistry
+from service.routes import compare, health, metrics, models, predict
+from service.settings import Settings, get_settings
+
+logger = logging.getLogger("sepconv.main")
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+async def _load_models(state: ServiceState) -> None:
+    settings = state.settings
+    await asyncio.to_thread(
+        configure_tensorflow,
+        settings.intra_op_threads,
+        settings.inter_op_threads,
+        settings.gpu_memory_growth,
+    )
+    await asyncio.to_thread(state.registry.load_all)
+    state.inference.start_ready_models()
+    for entry in state.registry.entries():
+        info = entry.info()
+        state.metrics.model_info.labels(
+            entry.name,
+            str(info.version),
+            str(info.architecture),
+            info.runtime,
+            str(info.device),
+            info.status,
+        ).set(1)
+        if info.parameters is not None:
+            state.metrics.model_parameters.labels(entry.name).set(info.parameters)
+    logger.info(
+        "models loaded",
+        extra={
+            "ready": [e.name for e in state.registry.ready_entries()],
+            "failed": [e.name for e in state.registry.entries() if e.status == "failed"],
+        },
+    )
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Load and warm the models in the background; /health/ready turns 200 when they are."""
+    state: ServiceState = app.state.sepconv
+    loading = asyncio.create_task(_load_models(state), name="load-models")
+    try:
+        yield
+    finally:
+        state.shutting_down = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(loading), timeout=60)
+        await state.inference.stop()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the service for ``settings`` (default: the ``SEPCONV_*`` environment)."""
+    settings = settings or get_settings()
+    metrics_ = ServiceMetrics()
+    registry = ModelRegistry(
+        settings.model_dir,
+        settings.model_names,
+        settings.runtime,
+        warmup_runs=settings.warmup_runs,
+        threads=settings.intra_op_threads,
+    )
+    state = ServiceState(
+        settings=settings,
+        registry=registry,
+        metrics=metrics_,
+        inference=InferenceService(registry, settings, metrics_),
+    )
+    app = FastAPI(
+        title="sepconv-serve",
+        version="0.1.0",
+        summary="Regular vs depthwise separable VGG classifiers for CIFAR-10, side by side.",
+        lifespan=lifespan,
+    )
+    app.state.sepconv = state
+    install_error_handlers(app)
+    app.add_middleware(
+        RequestContextMiddleware,
+        metrics=metrics_,
+        max_body_bytes=settings.max_upload_bytes,
+        body_timeout_s=settings.body_timeout_s,
+    )
+    for router in (predict.router, models.router, compare.router, health.router, metrics.router):
+        app.include_router(router)
+
+    if (STATIC_DIR / "index.html").is_file():
+        app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+        @app.get("/", include_in_schema=False)
+        async def index() -> Response:
+            return FileResponse(STATIC_DIR / "index.html")
+    else:
+
+        @app.get("/", include_in_schema=False)
+        async def index() -> Response:
+            return RedirectResponse("/docs")
+
+    return app

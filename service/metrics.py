@@ -1,0 +1,86 @@
+"""Prometheus metrics of one app instance (its own registry, so test apps never collide)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+@dataclass
+class ServiceMetrics:
+    """Requests, latencies, batch sizes, queue depth and model facts."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        self.requests = Counter(
+            "sepconv_requests",
+            "HTTP requests by endpoint and status",
+            ["endpoint", "method", "status"],
+            registry=self.registry,
+        )
+        self.request_latency = Histogram(
+            "sepconv_request_duration_seconds",
+            "HTTP request latency by endpoint",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.inference_latency = Histogram(
+            "sepconv_inference_duration_seconds",
+            "Engine call latency by model",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "sepconv_batch_size",
+            "Images per engine call by model",
+            ["model"],
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "sepconv_queue_depth",
+            "Images waiting for an engine call by model",
+            ["model"],
+            registry=self.registry,
+        )
+        self.rejected = Counter(
+            "sepconv_overloaded",
+            "Requests refused with 503 OVERLOADED by model",
+            ["model"],
+            registry=self.registry,
+        )
+        self.model_info = Gauge(
+            "sepconv_model_info",
+            "1 for each known model, labelled with its facts",
+            ["model", "version", "architecture", "runtime", "device", "status"],
+            registry=self.registry,
+        )
+        self.model_parameters = Gauge(
+            "sepconv_model_parameters", "Parameters by model", ["model"], registry=self.registry
+        )
+
+    def observe_batch(self, model: str, batch_size: int, latency_ms: float) -> None:
+        self.inference_latency.labels(model).observe(latency_ms / 1000.0)
+        self.batch_size.labels(model).observe(batch_size)

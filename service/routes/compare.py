@@ -1,0 +1,99 @@
+"""``GET /compare`` (synthetic input) and ``POST /compare`` (an uploaded image)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+
+from service.comparison import run_comparison, synthetic_image
+from service.deps import StateDep
+from service.imaging import decode_image
+from service.registry import ModelEntry
+from service.routes.predict import ERRORS
+from service.schemas import CompareResponse
+from service.uploads import read_one_image
+
+router = APIRouter(prefix="/compare", tags=["compare"])
+
+RepeatsQuery = Annotated[int, Query(ge=1, le=1000, description="Timed calls per model")]
+BatchQuery = Annotated[int, Query(ge=1, le=256, description="Images per engine call")]
+WarmupQuery = Annotated[int, Query(ge=0, le=100, description="Untimed calls per model first")]
+ModelsQuery = Annotated[
+    str, Query(max_length=256, description="Comma-separated model names, or 'all'")
+]
+_UPLOAD: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            }
+        },
+    }
+}
+
+
+def _select(state: StateDep, models: str) -> list[ModelEntry]:
+    if models.strip() in ("", "all"):
+        return state.inference.select("all")
+    selected: list[ModelEntry] = []
+    for name in dict.fromkeys(n.strip() for n in models.split(",") if n.strip()):
+        selected.extend(state.inference.select(name))
+    return selected
+
+
+async def _compare(
+    state: StateDep,
+    entries: list[ModelEntry],
+    image: Any,
+    repeats: int,
+    batch_size: int,
+    warmup: int,
+    uploaded: bool,
+) -> CompareResponse:
+    # One comparison at a time: two at once would time each other, not the models.
+    async with state.compare_lock:
+        return await asyncio.to_thread(
+            run_comparison,
+            entries,
+            image,
+            repeats=repeats,
+            batch_size=batch_size,
+            warmup=warmup,
+            uploaded=uploaded,
+        )
+
+
+@router.get("", response_model=CompareResponse, responses=ERRORS)
+async def compare_synthetic(
+    state: StateDep,
+    repeats: RepeatsQuery = 50,
+    batch_size: BatchQuery = 1,
+    warmup: WarmupQuery = 5,
+    models: ModelsQuery = "all",
+) -> CompareResponse:
+    """Time the models side by side on a fixed synthetic image."""
+    entries = _select(state, models)
+    return await _compare(state, entries, synthetic_image(), repeats, batch_size, warmup, False)
+
+
+@router.post("", response_model=CompareResponse, responses=ERRORS, openapi_extra=_UPLOAD)
+async def compare_upload(
+    request: Request,
+    state: StateDep,
+    repeats: RepeatsQuery = 50,
+    batch_size: BatchQuery = 1,
+    warmup: WarmupQuery = 5,
+    models: ModelsQuery = "all",
+) -> CompareResponse:
+    """Time the models side by side on your image, with each model's prediction."""
+    entries = _select(state, models)
+    data = await read_one_image(request)
+    decoded = await asyncio.to_thread(decode_image, data, state.settings.max_image_pixels)
+    return await _compare(state, entries, decoded.pixels, repeats, batch_size, warmup, True)

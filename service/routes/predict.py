@@ -1,0 +1,154 @@
+"""``POST /predict`` and ``POST /predict/batch``."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+
+from service.deps import StateDep
+from service.errors import ApiError
+from service.imaging import DecodedImage, decode_image, preview_data_url
+from service.schemas import BatchPredictResponse, ErrorResponse, PredictResponse, PredictTiming
+from service.uploads import read_images, read_one_image
+
+router = APIRouter(prefix="/predict", tags=["predict"])
+
+ModelQuery = Annotated[str, Query(max_length=128, description="A model name, or 'all'")]
+TopKQuery = Annotated[int, Query(ge=1, le=10, description="How many top classes to list")]
+PreviewQuery = Annotated[bool, Query(description="Include the 32x32 input as a PNG data URL")]
+
+_IMAGE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            },
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+_BATCH_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["files"],
+                    "properties": {
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}}
+                    },
+                }
+            }
+        },
+    }
+}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in {
+        400: "INVALID_IMAGE, MISSING_FILE, TOO_MANY_FILES or INVALID_MULTIPART",
+        404: "MODEL_NOT_FOUND",
+        408: "REQUEST_TIMEOUT: the body did not arrive in time",
+        413: "PAYLOAD_TOO_LARGE or IMAGE_TOO_LARGE",
+        415: "UNSUPPORTED_MEDIA_TYPE",
+        422: "VALIDATION_ERROR",
+        503: "OVERLOADED (with Retry-After) or NOT_READY",
+    }.items()
+}
+
+
+async def _decode(state: StateDep, data: bytes) -> tuple[DecodedImage, float]:
+    started = time.perf_counter()
+    # Decoding a large JPEG takes milliseconds of CPU: keep it off the event loop.
+    decoded = await asyncio.to_thread(decode_image, data, state.settings.max_image_pixels)
+    return decoded, (time.perf_counter() - started) * 1000.0
+
+
+async def _answer(
+    state: StateDep,
+    decoded: DecodedImage,
+    decode_ms: float,
+    model: str,
+    top_k: int,
+    preview: bool,
+    started: float,
+) -> PredictResponse:
+    entries = state.inference.select(model)
+    predictions = await state.inference.predict(decoded.pixels, entries, top_k)
+    return PredictResponse(
+        image=decoded.info,
+        predictions=predictions,
+        agreement=len({p.label for p in predictions}) == 1,
+        timing_ms=PredictTiming(
+            decode=round(decode_ms, 3), total=round((time.perf_counter() - started) * 1000.0, 3)
+        ),
+        preview=preview_data_url(decoded.pixels) if preview else None,
+    )
+
+
+@router.post(
+    "",
+    response_model=PredictResponse,
+    response_model_exclude_none=True,
+    responses=ERRORS,
+    openapi_extra=_IMAGE_BODY,
+)
+async def predict(
+    request: Request,
+    response: Response,
+    state: StateDep,
+    model: ModelQuery = "all",
+    top_k: TopKQuery = 3,
+    preview: PreviewQuery = False,
+) -> PredictResponse:
+    """Classify one image with every model (or one), side by side."""
+    started = time.perf_counter()
+    state.inference.select(model)  # an unknown model is a 404 before the upload is read
+    data = await read_one_image(request)
+    decoded, decode_ms = await _decode(state, data)
+    answer = await _answer(state, decoded, decode_ms, model, top_k, preview, started)
+    timings = [f"decode;dur={decode_ms:.3f}"] + [
+        f'{p.model};desc="{p.model} inference";dur={p.latency_ms:.3f}' for p in answer.predictions
+    ]
+    response.headers["Server-Timing"] = ", ".join(timings)
+    return answer
+
+
+@router.post(
+    "/batch",
+    response_model=BatchPredictResponse,
+    response_model_exclude_none=True,
+    responses=ERRORS,
+    openapi_extra=_BATCH_BODY,
+)
+async def predict_batch(
+    request: Request,
+    state: StateDep,
+    model: ModelQuery = "all",
+    top_k: TopKQuery = 3,
+    preview: PreviewQuery = False,
+) -> BatchPredictResponse:
+    """Classify 1-64 images (repeated multipart field ``files``), answers in upload order."""
+    started = time.perf_counter()
+    state.inference.select(model)
+    limit = state.settings.max_batch_files
+    images = await read_images(request, field="files", max_files=limit + 1)
+    if len(images) > limit:
+        raise ApiError(400, "TOO_MANY_FILES", f"at most {limit} images per batch request")
+    decoded = [await _decode(state, data) for data in images]
+    # All images go to the batchers at once, so they share engine calls.
+    results = await asyncio.gather(
+        *(
+            _answer(state, image, decode_ms, model, top_k, preview, started)
+            for image, decode_ms in decoded
+        )
+    )
+    return BatchPredictResponse(results=list(results), count=len(results))

@@ -1,0 +1,27 @@
+// Models view: one row per model the service knows, from GET /models.
+
+import { requestJson } from "./api.js";
+import { formatBytes, formatCount, formatPercent, h } from "./ui.js";
+
+const COLUMNS = [
+  ["name", (m) => m.name],
+  ["version", (m) => m.version ?? "–"],
+  ["status", (m) => h("span", { class: `status ${m.status}`, title: m.error ?? "" }, m.status)],
+  ["parameters", (m) => formatCount(m.parameters)],
+  ["MACs per image", (m) => formatCount(m.macs_per_image)],
+  ["size", (m) => formatBytes(m.size_bytes)],
+  ["test accuracy", (m) => (m.test_accuracy === null ? "–" : formatPercent(m.test_accuracy))],
+  ["epochs", (m) => m.epochs ?? "–"],
+  ["device", (m) => m.device ?? "–"],
+  ["runtime", (m) => m.runtime],
+];
+
+export async function loadModels() {
+  const { models } = await requestJson("/models");
+  document.getElementById("models-table").replaceChildren(
+    h("thead", {}, h("tr", {}, COLUMNS.map(([name]) => h("th", { scope: "col" }, name)))),
+    h("tbody", {}, models.map((m) =>
+      h("tr", { "data-model": m.name }, COLUMNS.map(([, cell]) => h("td", {}, String(cell(m) ?? "")))))),
+  );
+  return models;
+}

@@ -1,0 +1,79 @@
+"""Reading uploaded images from a request: multipart field ``file``/``files`` or a raw body."""
+
+from __future__ import annotations
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+
+from service.errors import ApiError, missing_file, unsupported_media_type
+
+MULTIPART = "multipart/form-data"
+RAW_TYPES = ("image/", "application/octet-stream")
+# Form parsing limits: nothing legitimate needs more, and thousands of empty fields or a huge
+# text field must not cost memory or time.
+MAX_FORM_FIELDS = 16
+MAX_PART_BYTES = 64 * 1024
+
+
+def _content_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+async def _form_files(request: Request, field: str, max_files: int) -> list[bytes]:
+    try:
+        form = await request.form(
+            max_files=max_files, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_PART_BYTES
+        )
+    except ApiError:
+        raise
+    except Exception as error:  # malformed multipart of any kind is the client's mistake
+        message = getattr(error, "detail", None) or "malformed multipart body"
+        raise ApiError(
+            400, "INVALID_MULTIPART", f"cannot parse the multipart body: {str(message)[:200]}"
+        ) from None
+    try:
+        uploads = [v for v in form.getlist(field) if isinstance(v, UploadFile)]
+        others = [k for k, v in form.multi_items() if isinstance(v, UploadFile) and k != field]
+        if not uploads:
+            hint = f" (found file field {others[0][:40]!r})" if others else ""
+            raise missing_file(
+                f"no file in multipart field {field!r}{hint}; send the image as {field}=@image.jpg"
+            )
+        return [await upload.read() for upload in uploads]
+    finally:
+        await form.close()
+
+
+async def read_images(request: Request, *, field: str, max_files: int) -> list[bytes]:
+    """The uploaded images' bytes, from multipart ``field`` or an ``image/*`` raw body."""
+    content_type = _content_type(request)
+    if content_type == MULTIPART:
+        return await _form_files(request, field, max_files)
+    if content_type.startswith(RAW_TYPES):
+        body = await request.body()
+        if not body:
+            raise missing_file("the request body is empty; send the image bytes")
+        return [body]
+    if not content_type:
+        body = await request.body()
+        if not body:
+            raise missing_file(
+                f"no image sent; POST multipart field {field!r} or a raw body "
+                "with Content-Type image/*"
+            )
+    raise unsupported_media_type(
+        f"Content-Type {content_type[:80] or 'missing'!r} is not accepted; send "
+        f"multipart/form-data with field {field!r} or a raw body with Content-Type image/*"
+    )
+
+
+async def read_one_image(request: Request, field: str = "file") -> bytes:
+    """Exactly one image; two files to a single-image endpoint are refused."""
+    images = await read_images(request, field=field, max_files=2)
+    if len(images) > 1:
+        raise ApiError(
+            400,
+            "TOO_MANY_FILES",
+            "this endpoint takes one image; use /predict/batch with field 'files'",
+        )
+    return images[0]
