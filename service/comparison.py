@@ -11,6 +11,7 @@ import time
 import numpy as np
 import numpy.typing as npt
 
+from service.engines import Engine
 from service.registry import ModelEntry
 from service.schemas import (
     CompareEntry,
@@ -50,7 +51,7 @@ def _ratio(values: list[int | None]) -> float | None:
 
 
 def run_comparison(
-    entries: list[ModelEntry],
+    engines: list[tuple[ModelEntry, Engine]],
     image: npt.NDArray[np.uint8],
     *,
     repeats: int,
@@ -58,26 +59,30 @@ def run_comparison(
     warmup: int,
     uploaded: bool,
 ) -> CompareResponse:
-    """Time every model ``repeats`` times, interleaved, on ``batch_size`` copies of ``image``."""
+    """Time every (model, runtime) ``repeats`` times, interleaved, on ``batch_size`` copies."""
     batch = np.repeat(image[np.newaxis].astype(np.float32), batch_size, axis=0)
-    engines = [(entry, entry.engine) for entry in entries if entry.engine is not None]
+    several_runtimes = len({engine.runtime for _, engine in engines}) > 1
+
+    def key(entry: ModelEntry, engine: Engine) -> str:
+        return f"{entry.name} ({engine.runtime})" if several_runtimes else entry.name
+
     for _ in range(warmup):
         for _, engine in engines:
             engine.predict(batch)
-    samples: dict[str, list[float]] = {entry.name: [] for entry, _ in engines}
+    samples: dict[str, list[float]] = {key(entry, engine): [] for entry, engine in engines}
     outputs: dict[str, npt.NDArray[np.float32]] = {}
     for _ in range(repeats):
         for entry, engine in engines:
             started = time.perf_counter()
-            outputs[entry.name] = engine.predict(batch)
-            samples[entry.name].append((time.perf_counter() - started) * 1000.0)
+            outputs[key(entry, engine)] = engine.predict(batch)
+            samples[key(entry, engine)].append((time.perf_counter() - started) * 1000.0)
 
     results: list[CompareEntry] = []
     for entry, engine in engines:
-        stats = latency_stats(samples[entry.name])
+        stats = latency_stats(samples[key(entry, engine)])
         prediction = None
         if uploaded:
-            probabilities = outputs[entry.name][0]
+            probabilities = outputs[key(entry, engine)][0]
             best = int(np.argmax(probabilities))
             prediction = ComparePrediction(
                 label=entry.classes[best], confidence=float(probabilities[best])
@@ -99,7 +104,7 @@ def run_comparison(
     by_p50 = sorted(results, key=lambda r: r.latency_ms.p50)
     fastest, slowest = by_p50[0], by_p50[-1]
     labels = {r.prediction.label for r in results if r.prediction is not None}
-    devices = sorted({entry.info().device or "CPU:0" for entry, _ in engines})
+    devices = sorted({engine.device for _, engine in engines})
     return CompareResponse(
         repeats=repeats,
         batch_size=batch_size,
@@ -108,7 +113,7 @@ def run_comparison(
         input="upload" if uploaded else "synthetic",
         models=results,
         summary=CompareSummary(
-            fastest=fastest.model,
+            fastest=f"{fastest.model} ({fastest.runtime})" if several_runtimes else fastest.model,
             speedup=round(slowest.latency_ms.p50 / fastest.latency_ms.p50, 3)
             if fastest.latency_ms.p50
             else 1.0,

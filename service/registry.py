@@ -51,6 +51,7 @@ class ModelEntry:
     metadata: dict[str, Any] = field(default_factory=dict)
     history: dict[str, Any] | None = None
     size_bytes: int | None = None
+    extra_engines: dict[str, Engine] = field(default_factory=dict)
 
     @property
     def classes(self) -> list[str]:
@@ -161,17 +162,31 @@ class ModelRegistry:
                 self._load(entry)
         self.loaded.set()
 
+    def engine(self, entry: ModelEntry, runtime: str) -> Engine:
+        """The model's engine for ``runtime``; a second runtime is loaded on first use."""
+        if entry.engine is not None and entry.engine.runtime == runtime:
+            return entry.engine
+        with self._lock:
+            cached = entry.extra_engines.get(runtime)
+            if cached is None:
+                assert entry.path is not None
+                cached = self._open_engine(entry.path, runtime)
+                cached.predict(np.zeros((1, 32, 32, 3), np.float32))
+                entry.extra_engines[runtime] = cached
+            return cached
+
+    def _open_engine(self, path: Path, runtime: str) -> Engine:
+        if runtime == "onnxruntime":
+            return OnnxRuntimeEngine(path, self.threads)
+        return TensorFlowEngine(path)
+
     def _load(self, entry: ModelEntry) -> None:
         assert entry.path is not None
         started = time.perf_counter()
         try:
             entry.metadata = self._read_metadata(entry.path)
             entry.history = self._read_history(entry.path)
-            engine: Engine
-            if self.runtime == "onnxruntime":
-                engine = OnnxRuntimeEngine(entry.path, self.threads)
-            else:
-                engine = TensorFlowEngine(entry.path)
+            engine = self._open_engine(entry.path, self.runtime)
             warm = np.zeros((1, 32, 32, 3), np.float32)
             for _ in range(max(1, self.warmup_runs)):
                 probabilities = engine.predict(warm)

@@ -70,7 +70,7 @@ def test_python_m_training_usage() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "training"], capture_output=True, text=True, check=False
     )
-    assert result.returncode == 2 and "train,evaluate" in result.stderr
+    assert result.returncode == 2 and "train,evaluate,export-onnx" in result.stderr
 
 
 def test_history_recorder_resume_drops_epochs_past_restore(tmp_path: Path) -> None:

@@ -11,11 +11,14 @@ from collections.abc import Sequence
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+COMMANDS = ("train", "evaluate", "export-onnx")
+
+
 def _run(command: str, argv: Sequence[str] | None) -> int:
-    from training import evaluate, train
+    from training import evaluate, onnx_export, train
     from training.data import DatasetError
 
-    module = train if command == "train" else evaluate
+    module = {"train": train, "evaluate": evaluate, "export-onnx": onnx_export}[command]
     parser = argparse.ArgumentParser(
         prog=f"sepconv-{command}",
         description=(module.__doc__ or "").strip().splitlines()[0],
@@ -39,10 +42,15 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     return _run("evaluate", argv)
 
 
+def export_onnx_main(argv: Sequence[str] | None = None) -> int:
+    """``sepconv-export-onnx``."""
+    return _run("export-onnx", argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m training train|evaluate [options]``."""
+    """``python -m training train|evaluate|export-onnx [options]``."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("train", "evaluate"):
-        print("usage: python -m training {train,evaluate} [options]", file=sys.stderr)
+    if not argv or argv[0] not in COMMANDS:
+        print("usage: python -m training {train,evaluate,export-onnx} [options]", file=sys.stderr)
         return 2
     return _run(argv[0], argv[1:])

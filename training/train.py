@@ -232,7 +232,11 @@ def run(args: argparse.Namespace) -> int:
     for architecture in architectures:
         if args.fresh:
             shutil.rmtree(checkpoint_run_dir(architecture, data, config), ignore_errors=True)
-        train_one(architecture, data, args.out, config)
+        target = train_one(architecture, data, args.out, config)
+        if args.onnx:
+            from training.onnx_export import export_onnx
+
+            print(f"Wrote {export_onnx(target)}")
     figure = plot_all(args.out, config.version)
     if figure is not None:
         print(f"Combined accuracy figure: {figure}")

@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
+import numpy as np
+import numpy.typing as npt
 from fastapi import APIRouter, Query, Request
 
 from service.comparison import run_comparison, synthetic_image
 from service.deps import StateDep
+from service.engines import Engine
+from service.errors import ApiError
 from service.imaging import decode_image
 from service.registry import ModelEntry
 from service.routes.predict import ERRORS
@@ -17,11 +21,20 @@ from service.uploads import read_one_image
 
 router = APIRouter(prefix="/compare", tags=["compare"])
 
+RUNTIMES = ("tensorflow", "onnxruntime")
 RepeatsQuery = Annotated[int, Query(ge=1, le=1000, description="Timed calls per model")]
 BatchQuery = Annotated[int, Query(ge=1, le=256, description="Images per engine call")]
 WarmupQuery = Annotated[int, Query(ge=0, le=100, description="Untimed calls per model first")]
 ModelsQuery = Annotated[
     str, Query(max_length=256, description="Comma-separated model names, or 'all'")
+]
+RuntimesQuery = Annotated[
+    str | None,
+    Query(
+        max_length=64,
+        description="Comma-separated runtimes: tensorflow, onnxruntime (default: the service's "
+        "runtime); naming both puts each model's runtimes side by side",
+    ),
 ]
 _UPLOAD: dict[str, Any] = {
     "requestBody": {
@@ -48,20 +61,56 @@ def _select(state: StateDep, models: str) -> list[ModelEntry]:
     return selected
 
 
+def _runtimes(state: StateDep, runtimes: str | None) -> list[str]:
+    if runtimes is None or not runtimes.strip():
+        return [state.settings.runtime]
+    chosen = list(dict.fromkeys(r.strip() for r in runtimes.split(",") if r.strip()))
+    unknown = [r for r in chosen if r not in RUNTIMES]
+    if unknown:
+        raise ApiError(
+            422,
+            "VALIDATION_ERROR",
+            f"unknown runtime {unknown[0][:40]!r}: expected {', '.join(RUNTIMES)}",
+        )
+    return chosen
+
+
+def _engines(
+    state: StateDep, entries: list[ModelEntry], runtimes: list[str]
+) -> list[tuple[ModelEntry, Engine]]:
+    pairs = []
+    for entry in entries:
+        for runtime in runtimes:
+            try:
+                pairs.append((entry, state.registry.engine(entry, runtime)))
+            except (ImportError, OSError, ValueError) as error:
+                raise ApiError(
+                    409,
+                    "RUNTIME_UNAVAILABLE",
+                    f"model {entry.name!r} cannot run on {runtime} ({type(error).__name__}): "
+                    "export model.onnx with sepconv-export-onnx and install the onnx extra",
+                ) from None
+    return pairs
+
+
 async def _compare(
     state: StateDep,
     entries: list[ModelEntry],
-    image: Any,
+    runtimes: str | None,
+    image: npt.NDArray[np.uint8],
+    *,
     repeats: int,
     batch_size: int,
     warmup: int,
     uploaded: bool,
 ) -> CompareResponse:
+    chosen = _runtimes(state, runtimes)
     # One comparison at a time: two at once would time each other, not the models.
     async with state.compare_lock:
+        pairs = await asyncio.to_thread(_engines, state, entries, chosen)
         return await asyncio.to_thread(
             run_comparison,
-            entries,
+            pairs,
             image,
             repeats=repeats,
             batch_size=batch_size,
@@ -77,10 +126,20 @@ async def compare_synthetic(
     batch_size: BatchQuery = 1,
     warmup: WarmupQuery = 5,
     models: ModelsQuery = "all",
+    runtimes: RuntimesQuery = None,
 ) -> CompareResponse:
     """Time the models side by side on a fixed synthetic image."""
     entries = _select(state, models)
-    return await _compare(state, entries, synthetic_image(), repeats, batch_size, warmup, False)
+    return await _compare(
+        state,
+        entries,
+        runtimes,
+        synthetic_image(),
+        repeats=repeats,
+        batch_size=batch_size,
+        warmup=warmup,
+        uploaded=False,
+    )
 
 
 @router.post("", response_model=CompareResponse, responses=ERRORS, openapi_extra=_UPLOAD)
@@ -91,9 +150,19 @@ async def compare_upload(
     batch_size: BatchQuery = 1,
     warmup: WarmupQuery = 5,
     models: ModelsQuery = "all",
+    runtimes: RuntimesQuery = None,
 ) -> CompareResponse:
     """Time the models side by side on your image, with each model's prediction."""
     entries = _select(state, models)
     data = await read_one_image(request)
     decoded = await asyncio.to_thread(decode_image, data, state.settings.max_image_pixels)
-    return await _compare(state, entries, decoded.pixels, repeats, batch_size, warmup, True)
+    return await _compare(
+        state,
+        entries,
+        runtimes,
+        decoded.pixels,
+        repeats=repeats,
+        batch_size=batch_size,
+        warmup=warmup,
+        uploaded=True,
+    )

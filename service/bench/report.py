@@ -1,0 +1,92 @@
+"""The benchmark's table and figure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def format_table(results: dict[str, Any]) -> str:
+    lines = [
+        "Engine (in process, no HTTP)",
+        f"{'model':<10} {'runtime':<12} {'batch':>5} {'p50 ms':>8} {'images/s':>10}",
+    ]
+    for row in results["engine"]:
+        lines.append(
+            f"{row['model']:<10} {row['runtime']:<12} {row['batch_size']:>5} "
+            f"{row['latency_ms_p50']:>8.2f} {row['images_per_second']:>10.1f}"
+        )
+    lines += [
+        "",
+        f"HTTP ({results['generator']}; ceiling {results['ceiling_rps']:.0f} req/s "
+        "against GET /health/live)",
+        f"{'model':<10} {'conc':>5} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} "
+        f"{'p99 ms':>8} {'non-200':>8} {'errors':>7} {'of engine':>9}",
+    ]
+    for row in results["http"]:
+        lines.append(
+            f"{row['target']:<10} {row['concurrency']:>5} "
+            f"{row['requests_per_second']:>8.1f} {row['p50_ms']:>8.2f} "
+            f"{row['p95_ms']:>8.2f} {row['p99_ms']:>8.2f} {row['non_200']:>8} "
+            f"{row['errors']:>7} {row.get('share_of_engine', 0):>8.0%}"
+        )
+    if results.get("keras_predict_ms"):
+        lines += ["", "model.predict() per request (the naive baseline), batch 1:"]
+        for name, ms in results["keras_predict_ms"].items():
+            lines.append(f"  {name:<10} {ms:7.1f} ms  -> at most {1000 / ms:6.1f} req/s")
+    return "\n".join(lines)
+
+
+def draw_figure(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {"regular": "tab:blue", "separable": "tab:orange"}
+    figure, (throughput, latency) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
+    models = sorted({row["target"] for row in results["http"]})
+    for name in models:
+        rows = sorted(
+            (r for r in results["http"] if r["target"] == name), key=lambda r: r["concurrency"]
+        )
+        levels = [r["concurrency"] for r in rows]
+        throughput.plot(
+            levels,
+            [r["requests_per_second"] for r in rows],
+            "-o",
+            color=colours.get(name),
+            label=f"{name} served",
+        )
+        best = results["engine_best"].get(name)
+        if best:
+            throughput.axhline(
+                best, color=colours.get(name), linestyle=":", label=f"{name} engine best"
+            )
+        for style, key in (("-", "p50_ms"), ("--", "p95_ms"), (":", "p99_ms")):
+            latency.plot(
+                levels,
+                [r[key] for r in rows],
+                style,
+                marker="o",
+                markersize=3,
+                color=colours.get(name),
+                label=f"{name} {key[:3]}",
+            )
+    throughput.set_xscale("log", base=2)
+    throughput.set_xlabel("concurrent clients")
+    throughput.set_ylabel("requests (images) per second")
+    throughput.set_title("Throughput of POST /predict?model=NAME")
+    throughput.legend(fontsize=8)
+    throughput.grid(alpha=0.3)
+    latency.set_xscale("log", base=2)
+    latency.set_yscale("log")
+    latency.set_xlabel("concurrent clients")
+    latency.set_ylabel("latency (ms)")
+    latency.set_title("Latency percentiles")
+    latency.legend(fontsize=7, ncol=2)
+    latency.grid(alpha=0.3)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)

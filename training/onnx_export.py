@@ -1,0 +1,55 @@
+"""Convert an exported SavedModel to ``model.onnx`` beside it (tf2onnx; the ``onnx`` extra).
+
+The conversion starts from the SavedModel's serving signature, not from Keras, so any exported
+version (the committed ones included) can be converted, and the ONNX graph computes exactly
+what the service's TensorFlow runtime serves.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+ONNX_FILE = "model.onnx"
+OPSET = 17
+
+
+def export_onnx(version_dir: Path) -> Path:
+    """Write ``version_dir/model.onnx`` (input ``image``, output ``probabilities``)."""
+    try:
+        import tensorflow as tf
+        import tf2onnx
+    except ImportError as error:
+        raise SystemExit(
+            f"ONNX export needs the onnx extra: pip install -e '.[onnx]' ({error})"
+        ) from None
+
+    serving = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+    spec = (tf.TensorSpec([None, 32, 32, 3], tf.float32, name="image"),)
+
+    @tf.function(input_signature=spec)
+    def serve(image: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"probabilities": serving(image=image)["probabilities"]}
+
+    target = version_dir / ONNX_FILE
+    staging = version_dir / f".{ONNX_FILE}.partial"
+    tf2onnx.convert.from_function(
+        serve, input_signature=spec, opset=OPSET, output_path=str(staging)
+    )
+    staging.replace(target)
+    return target
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``sepconv-export-onnx`` options."""
+    parser.add_argument("--models", type=Path, default=Path("models"))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Convert the latest version of every model under ``--models``."""
+    from training.evaluate import latest_versions
+
+    for version_dir in latest_versions(args.models):
+        path = export_onnx(version_dir)
+        print(f"{version_dir.parent.name}: wrote {path} ({path.stat().st_size:,} bytes)")
+    return 0
