@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -17,6 +19,10 @@ def serve_main() -> None:
 
     settings = get_settings()
     configure_logging(settings.log_level)
+    # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal to the handler
+    # that was installed before it started; make that a clean exit (status 0), which is what
+    # Docker and Kubernetes expect from a graceful stop.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(
         create_app(settings),
         host=settings.host,

@@ -65,9 +65,17 @@ class ModelEntry:
             name=self.name,
             version=self.version,
             architecture=self.metadata.get("architecture"),
-            parameters=engine.parameters if engine else parameters.get("total"),
+            # The SavedModel's variables are the ground truth; an ONNX graph folds constants,
+            # so its initializer count is not the network's parameter count.
+            parameters=(
+                engine.parameters
+                if engine and engine.runtime == "tensorflow"
+                else parameters.get("total", engine.parameters if engine else None)
+            ),
             trainable_parameters=(
-                engine.trainable_parameters if engine else parameters.get("trainable")
+                engine.trainable_parameters
+                if engine and engine.runtime == "tensorflow"
+                else parameters.get("trainable", engine.trainable_parameters if engine else None)
             ),
             macs_per_image=self.metadata.get("macs_per_image"),
             size_bytes=self.size_bytes,

@@ -24,7 +24,9 @@ def export_onnx(version_dir: Path) -> Path:
             f"ONNX export needs the onnx extra: pip install -e '.[onnx]' ({error})"
         ) from None
 
-    serving = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+    # Keep the loaded object alive: the signature only borrows its variables.
+    loaded = tf.saved_model.load(str(version_dir))
+    serving = loaded.signatures["serving_default"]
     spec = (tf.TensorSpec([None, 32, 32, 3], tf.float32, name="image"),)
 
     @tf.function(input_signature=spec)
