@@ -89,3 +89,7 @@ def exported_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
             ),
         )
     return root
+
+
+# Fixtures of the service tests (a ready app on the SavedModels above, test images).
+pytest_plugins = ["tests.service_fixtures"]

@@ -1,0 +1,510 @@
+"""The HTTP contract of the service, through its lifespan, on real exported SavedModels."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from service.imaging import decode_image
+from service.main import create_app
+from service.settings import Settings
+from tests.service_fixtures import CLASSES, image_bytes, ready_client, wait_until_ready
+
+MODELS = ["regular", "separable"]
+PARAMETERS = {"regular": 1186378, "separable": 174821}
+MACS_PER_IMAGE = {"regular": 152805376, "separable": 18295808}
+TOLERANCE = 1e-5
+
+
+def multipart(data: bytes, name: str = "image.png", content_type: str = "image/png") -> Any:
+    return {"file": (name, data, content_type)}
+
+
+def predict(client: TestClient, data: bytes, **params: Any) -> dict[str, Any]:
+    response = client.post("/predict", params=params, files=multipart(data))
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+@pytest.fixture(scope="module")
+def serving_signatures(exported_models: Path) -> dict[str, Any]:
+    """Each exported SavedModel's ``serving_default``, loaded directly with TensorFlow."""
+    import tensorflow as tf
+
+    return {
+        name: tf.saved_model.load(str(exported_models / name / "1")).signatures["serving_default"]
+        for name in MODELS
+    }
+
+
+def direct_probabilities(signature: Any, data: bytes) -> np.ndarray:
+    """What the SavedModel itself says for the 32x32 pixels the service decodes from ``data``."""
+    import tensorflow as tf
+
+    pixels = decode_image(data, max_pixels=40_000_000).pixels
+    outputs = signature(image=tf.constant(pixels[np.newaxis].astype(np.float32)))
+    return np.asarray(outputs["probabilities"])[0]
+
+
+# POST /predict
+
+
+def test_predict_multipart_answers_every_model_in_order(client: TestClient) -> None:
+    body = predict(client, image_bytes("PNG", seed=1, width=40, height=36))
+
+    assert set(body) == {"image", "predictions", "agreement", "timing_ms"}
+    assert body["image"] == {"format": "PNG", "width": 40, "height": 36, "mode": "RGB"}
+    assert [p["model"] for p in body["predictions"]] == MODELS
+    for prediction in body["predictions"]:
+        assert set(prediction) == {
+            "model",
+            "label",
+            "confidence",
+            "top_k",
+            "probabilities",
+            "latency_ms",
+            "batch_size",
+        }
+        assert list(prediction["probabilities"]) == CLASSES
+        assert prediction["label"] in CLASSES
+        assert prediction["confidence"] == max(prediction["probabilities"].values())
+        assert prediction["probabilities"][prediction["label"]] == prediction["confidence"]
+        assert len(prediction["top_k"]) == 3
+        assert prediction["latency_ms"] > 0
+        assert prediction["batch_size"] >= 1
+    assert isinstance(body["agreement"], bool)
+    assert body["timing_ms"]["total"] >= body["timing_ms"]["decode"] > 0
+
+
+def test_predict_raw_jpeg_body_answers_like_multipart(client: TestClient) -> None:
+    data = image_bytes("JPEG", seed=2)
+
+    raw = client.post("/predict", content=data, headers={"Content-Type": "image/jpeg"})
+    form = predict(client, data)
+
+    assert raw.status_code == 200, raw.text
+    body = raw.json()
+    assert body["image"]["format"] == "JPEG"
+    assert [p["model"] for p in body["predictions"]] == MODELS
+    for by_raw, by_form in zip(body["predictions"], form["predictions"], strict=True):
+        assert by_raw["label"] == by_form["label"]
+        assert by_raw["probabilities"] == pytest.approx(by_form["probabilities"], abs=TOLERANCE)
+
+
+def test_predict_probabilities_sum_to_one(client: TestClient) -> None:
+    body = predict(client, image_bytes("PNG", seed=3))
+
+    for prediction in body["predictions"]:
+        assert sum(prediction["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+        assert all(0.0 <= p <= 1.0 for p in prediction["probabilities"].values())
+
+
+@pytest.mark.parametrize("top_k", [1, 4, 10])
+def test_predict_top_k_lists_the_most_probable_classes(client: TestClient, top_k: int) -> None:
+    body = predict(client, image_bytes("PNG", seed=4), top_k=top_k)
+
+    for prediction in body["predictions"]:
+        listed = prediction["top_k"]
+        assert len(listed) == top_k
+        probabilities = [entry["probability"] for entry in listed]
+        assert probabilities == sorted(probabilities, reverse=True)
+        assert listed[0]["label"] == prediction["label"]
+        ranked = sorted(prediction["probabilities"].values(), reverse=True)
+        assert probabilities == ranked[:top_k]
+        for entry in listed:
+            assert prediction["probabilities"][entry["label"]] == entry["probability"]
+
+
+def test_predict_model_query_answers_one_model(client: TestClient) -> None:
+    body = predict(client, image_bytes("PNG", seed=5), model="separable")
+
+    assert [p["model"] for p in body["predictions"]] == ["separable"]
+    assert body["agreement"] is True
+
+
+def test_predict_server_timing_names_decode_and_each_model(client: TestClient) -> None:
+    response = client.post("/predict", files=multipart(image_bytes("PNG", seed=6)))
+
+    assert response.status_code == 200
+    metrics = response.headers["Server-Timing"].split(", ")
+    names = [metric.split(";", 1)[0] for metric in metrics]
+    assert names == ["decode", *MODELS]
+    for metric in metrics:
+        assert re.search(r";dur=\d+\.\d{3}$", metric), metric
+
+
+def test_predict_preview_is_the_32x32_input_as_png(client: TestClient) -> None:
+    data = image_bytes("PNG", seed=7, width=64, height=48)
+
+    body = predict(client, data, preview="true")
+
+    prefix = "data:image/png;base64,"
+    assert body["preview"].startswith(prefix)
+    preview = Image.open(io.BytesIO(base64.b64decode(body["preview"][len(prefix) :])))
+    assert preview.format == "PNG"
+    assert preview.size == (32, 32)
+    expected = decode_image(data, max_pixels=40_000_000).pixels
+    np.testing.assert_array_equal(np.asarray(preview.convert("RGB")), expected)
+
+
+def test_predict_without_preview_omits_it(client: TestClient) -> None:
+    assert "preview" not in predict(client, image_bytes("PNG", seed=7))
+
+
+def test_predict_agreement_is_true_iff_labels_match(client: TestClient) -> None:
+    files = [("files", (f"{s}.png", image_bytes("PNG", seed=s), "image/png")) for s in range(8)]
+
+    response = client.post("/predict/batch", files=files)
+
+    assert response.status_code == 200, response.text
+    for result in response.json()["results"]:
+        labels = {p["label"] for p in result["predictions"]}
+        assert result["agreement"] is (len(labels) == 1)
+
+
+def test_predict_probabilities_equal_the_saved_model_called_directly(
+    client: TestClient, serving_signatures: dict[str, Any]
+) -> None:
+    data = image_bytes("JPEG", seed=8, width=90, height=70)
+
+    body = predict(client, data)
+
+    for prediction in body["predictions"]:
+        expected = direct_probabilities(serving_signatures[prediction["model"]], data)
+        served = np.array([prediction["probabilities"][label] for label in CLASSES])
+        np.testing.assert_allclose(served, expected, rtol=0, atol=TOLERANCE)
+
+
+# POST /predict/batch
+
+
+def test_predict_batch_answers_in_upload_order_like_single_predictions(
+    client: TestClient,
+) -> None:
+    images = [image_bytes("PNG", seed=20 + i, width=30 + 10 * i, height=32) for i in range(3)]
+    files = [("files", (f"{i}.png", data, "image/png")) for i, data in enumerate(images)]
+
+    response = client.post("/predict/batch", files=files)
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["count"] == 3
+    assert [r["image"]["width"] for r in body["results"]] == [30, 40, 50]
+    for data, result in zip(images, body["results"], strict=True):
+        single = predict(client, data)
+        assert [p["model"] for p in result["predictions"]] == MODELS
+        for batched, alone in zip(result["predictions"], single["predictions"], strict=True):
+            assert batched["label"] == alone["label"]
+            assert batched["probabilities"] == pytest.approx(alone["probabilities"], abs=TOLERANCE)
+
+
+def test_predict_batch_without_files_is_missing_file(client: TestClient) -> None:
+    body = (
+        b"--sepconv\r\n"
+        b'Content-Disposition: form-data; name="note"\r\n\r\n'
+        b"no images here\r\n"
+        b"--sepconv--\r\n"
+    )
+
+    response = client.post(
+        "/predict/batch",
+        content=body,
+        headers={"Content-Type": "multipart/form-data; boundary=sepconv"},
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "MISSING_FILE"
+
+
+def test_predict_batch_over_64_files_is_too_many_files(client: TestClient) -> None:
+    data = image_bytes("PNG", seed=9, width=8, height=8)
+    files = [("files", (f"{i}.png", data, "image/png")) for i in range(65)]
+
+    response = client.post("/predict/batch", files=files)
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "TOO_MANY_FILES"
+    assert "64" in error["message"]
+
+
+# GET /models
+
+
+def test_models_lists_both_models_with_their_facts(client: TestClient) -> None:
+    response = client.get("/models")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["count"] == 2
+    assert [m["name"] for m in body["models"]] == MODELS
+    for info in body["models"]:
+        name = info["name"]
+        assert info["parameters"] == PARAMETERS[name]
+        assert info["macs_per_image"] == MACS_PER_IMAGE[name]
+        assert info["device"] == "CPU:0"
+        assert info["runtime"] == "tensorflow"
+        assert info["status"] == "ready"
+        assert info["input_shape"] == [None, 32, 32, 3]
+        assert info["test_accuracy"] is None
+        assert info["classes"] == CLASSES
+        assert info["version"] == 1
+        assert info["architecture"] == name
+        assert info["error"] is None
+        assert info["size_bytes"] > 0
+    assert '"input_shape":[null,32,32,3]' in response.text.replace(" ", "")
+
+
+def test_models_get_one_answers_its_facts(client: TestClient) -> None:
+    response = client.get("/models/regular")
+
+    assert response.status_code == 200
+    info = response.json()
+    assert info["name"] == "regular"
+    assert info["parameters"] == PARAMETERS["regular"]
+    assert info == client.get("/models").json()["models"][0]
+
+
+def test_models_get_unknown_is_model_not_found(client: TestClient) -> None:
+    response = client.get("/models/nope")
+
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert error["code"] == "MODEL_NOT_FOUND"
+    assert "regular" in error["message"] and "separable" in error["message"]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_models_history_without_history_file_is_404(client: TestClient, name: str) -> None:
+    response = client.get(f"/models/{name}/history")
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "NOT_FOUND"
+
+
+# /compare
+
+
+def test_compare_synthetic_times_every_model(client: TestClient) -> None:
+    response = client.get("/compare", params={"repeats": 5, "batch_size": 2, "warmup": 1})
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["repeats"], body["batch_size"], body["warmup"]) == (5, 2, 1)
+    assert body["input"] == "synthetic"
+    assert body["device"] == "CPU:0"
+    assert [m["model"] for m in body["models"]] == MODELS
+    for entry in body["models"]:
+        latency = entry["latency_ms"]
+        assert set(latency) == {"mean", "std", "min", "p50", "p95", "p99", "max"}
+        assert 0 < latency["min"] <= latency["p50"] <= latency["p95"] <= latency["max"]
+        assert entry["images_per_second"] > 0
+        assert entry["parameters"] == PARAMETERS[entry["model"]]
+        assert entry["macs_per_image"] == MACS_PER_IMAGE[entry["model"]]
+        assert entry["runtime"] == "tensorflow"
+        assert entry["test_accuracy"] is None
+        assert entry["prediction"] is None
+    summary = body["summary"]
+    assert summary["fastest"] in MODELS
+    assert summary["speedup"] >= 1
+    assert summary["parameter_ratio"] == pytest.approx(6.786, abs=1e-3)
+    assert summary["mac_ratio"] == pytest.approx(8.352, abs=1e-3)
+    assert summary["agreement"] is None
+
+
+def test_compare_upload_adds_each_models_prediction(client: TestClient) -> None:
+    data = image_bytes("PNG", seed=10)
+
+    response = client.post("/compare", params={"repeats": 2, "warmup": 0}, files=multipart(data))
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["input"] == "upload"
+    single = predict(client, data)
+    for entry, alone in zip(body["models"], single["predictions"], strict=True):
+        assert entry["prediction"]["label"] == alone["label"]
+        assert entry["prediction"]["confidence"] == pytest.approx(alone["confidence"], abs=1e-5)
+    assert body["summary"]["agreement"] is single["agreement"]
+
+
+def test_compare_models_query_times_one_model(client: TestClient) -> None:
+    response = client.get("/compare", params={"repeats": 2, "warmup": 0, "models": "separable"})
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [m["model"] for m in body["models"]] == ["separable"]
+    assert body["summary"]["fastest"] == "separable"
+    assert body["summary"]["speedup"] == 1.0
+    assert body["summary"]["parameter_ratio"] is None
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"repeats": 0},
+        {"repeats": 1001},
+        {"batch_size": 0},
+        {"batch_size": 257},
+        {"warmup": 101},
+        {"repeats": "five"},
+    ],
+)
+def test_compare_out_of_range_query_is_validation_error(
+    client: TestClient, params: dict[str, Any]
+) -> None:
+    response = client.get("/compare", params=params)
+
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "VALIDATION_ERROR"
+    assert next(iter(params)) in error["message"]
+
+
+# /health
+
+
+def test_health_live_is_200(client: TestClient) -> None:
+    response = client.get("/health/live")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "alive"}
+
+
+def test_health_ready_lists_every_ready_model(client: TestClient) -> None:
+    response = client.get("/health/ready")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ready"
+    assert {name: m["status"] for name, m in body["models"].items()} == dict.fromkeys(
+        MODELS, "ready"
+    )
+
+
+def test_health_ready_is_503_not_ready_until_the_models_load(exported_models: Path) -> None:
+    with TestClient(create_app(Settings(model_dir=exported_models))) as client:
+        early = client.get("/health/ready")
+        early_predict = client.post("/predict", files=multipart(image_bytes("PNG")))
+        wait_until_ready(client)
+        late = client.get("/health/ready")
+
+    assert early.status_code == 503
+    assert early.headers["Retry-After"] == "1"
+    error = early.json()["error"]
+    assert error["code"] == "NOT_READY"
+    assert error["request_id"] == early.headers["X-Request-ID"]
+    assert set(error["details"]["models"]) == set(MODELS)
+    assert all(m["status"] in ("loading", "ready") for m in error["details"]["models"].values())
+    assert early_predict.status_code == 503
+    assert early_predict.json()["error"]["code"] == "NOT_READY"
+    assert late.status_code == 200
+
+
+def test_health_ready_with_empty_model_dir_stays_503(tmp_path: Path) -> None:
+    with TestClient(create_app(Settings(model_dir=tmp_path))) as client:
+        assert client.app.state.sepconv.registry.loaded.wait(timeout=30)  # type: ignore[attr-defined]
+        response = client.get("/health/ready")
+        models = client.get("/models").json()
+
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert error["code"] == "NOT_READY"
+    assert "no models were found" in error["message"]
+    assert str(tmp_path) not in error["message"]
+    assert models == {"models": [], "count": 0}
+
+
+@pytest.fixture(scope="module")
+def separable_only(
+    exported_models: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestClient]:
+    """The service with SEPCONV_MODELS=separable, on a copy that ships a training history."""
+    from training.history import write_history
+
+    root = tmp_path_factory.mktemp("history-models")
+    shutil.copytree(exported_models, root, dirs_exist_ok=True)
+    epochs = [{"epoch": n, "loss": 2.0 / n, "accuracy": 0.2 * n} for n in (1, 2, 3)]
+    write_history(root / "separable" / "1" / "history.json", "separable", epochs)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SEPCONV_MODELS", "separable")
+        settings = Settings(model_dir=root)
+    assert settings.model_names == ["separable"]
+    with ready_client(settings) as client:
+        yield client
+
+
+def test_settings_models_allowlist_loads_only_that_model(separable_only: TestClient) -> None:
+    body = separable_only.get("/models").json()
+    answer = predict(separable_only, image_bytes("PNG", seed=11))
+
+    assert body["count"] == 1
+    assert [m["name"] for m in body["models"]] == ["separable"]
+    assert separable_only.get("/models/regular").status_code == 404
+    assert [p["model"] for p in answer["predictions"]] == ["separable"]
+    assert list(separable_only.get("/health/ready").json()["models"]) == ["separable"]
+
+
+def test_models_history_returns_the_shipped_epochs(separable_only: TestClient) -> None:
+    response = separable_only.get("/models/separable/history")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["model"] == "separable"
+    assert [e["epoch"] for e in body["epochs"]] == [1.0, 2.0, 3.0]
+    assert body["epochs"][1]["loss"] == pytest.approx(1.0)
+
+
+# /metrics
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """The value of sample ``name{labels}`` in Prometheus text (0 when absent)."""
+    wanted = ",".join(f'{key}="{value}"' for key, value in labels.items())
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{{wanted}}} "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_metrics_exposes_every_family_in_prometheus_text(client: TestClient) -> None:
+    predict(client, image_bytes("PNG", seed=12))
+
+    response = client.get("/metrics")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    for family in (
+        "sepconv_requests_total",
+        "sepconv_request_duration_seconds",
+        "sepconv_inference_duration_seconds",
+        "sepconv_batch_size",
+        "sepconv_queue_depth",
+        "sepconv_model_info",
+    ):
+        assert f"\n{family}" in text, family
+    for name in MODELS:
+        assert f'sepconv_queue_depth{{model="{name}"}} 0.0' in text
+        info = re.search(rf'^sepconv_model_info\{{(.*model="{name}".*)\}} 1\.0$', text, re.M)
+        assert info is not None and 'status="ready"' in info.group(1)
+
+
+def test_metrics_request_counter_increases_after_a_predict(client: TestClient) -> None:
+    labels = {"endpoint": "/predict", "method": "POST", "status": "200"}
+    before = metric_value(client.get("/metrics").text, "sepconv_requests_total", **labels)
+
+    predict(client, image_bytes("PNG", seed=13))
+
+    after = metric_value(client.get("/metrics").text, "sepconv_requests_total", **labels)
+    assert after == before + 1
