@@ -1,4 +1,4 @@
-// Entry point: accessible tabs, and each view loaded the first time it is shown.
+// Entry point: accessible tabs; each view fetches its data when it is shown.
 
 import { loadHistories, setUpCompare } from "./compare.js";
 import { loadModels } from "./models.js";

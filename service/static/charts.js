@@ -8,33 +8,33 @@ function niceTicks(max, count = 5) {
   const power = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 5, 10].map((m) => m * power).find((m) => m >= raw);
   const ticks = [];
-  for (let value = 0; value <= max + step / 2; value += step) ticks.push(value);
-  if (ticks[ticks.length - 1] < max) ticks.push(ticks[ticks.length - 1] + step);
+  for (let i = 0; ticks.length === 0 || ticks[ticks.length - 1] < max; i += 1) {
+    ticks.push(Number((i * step).toPrecision(6)));
+  }
   return ticks;
 }
 
 export function latencyChart(entries, width = 560) {
-  const left = 92;
-  const right = 96;
-  const row = 46;
-  const height = 24 + row * entries.length + 28;
+  // Names sit above their rows rather than beside them, so a phone-wide chart keeps its plot.
+  const [left, right, row] = [12, 92, 56];
+  const height = 16 + row * entries.length + 40;
   const ticks = niceTicks(Math.max(...entries.map((e) => e.latency_ms.max)) || 1);
   const top = ticks[ticks.length - 1];
   const x = (ms) => left + ((width - left - right) * ms) / top;
-  const axisY = height - 28;
+  const axisY = height - 40;
 
   const grid = ticks.map((t) =>
     s("g", { class: "tick" },
-      s("line", { x1: x(t), x2: x(t), y1: 12, y2: axisY }),
-      s("text", { x: x(t), y: axisY + 18, "text-anchor": "middle" }, formatMs(t))),
+      s("line", { x1: x(t), x2: x(t), y1: 8, y2: axisY }),
+      s("text", { x: x(t), y: axisY + 16, "text-anchor": "middle" }, String(t))),
   );
   const rows = entries.map((entry, index) => {
     const l = entry.latency_ms;
-    const y = 24 + row * index + row / 2;
+    const y = 16 + row * index + row / 2 + 8;
     return s("g", { class: `series series-${index}`, "data-model": entry.model },
       s("title", {}, `${entry.model}: min ${formatMs(l.min)}, p50 ${formatMs(l.p50)}, ` +
         `p95 ${formatMs(l.p95)}, p99 ${formatMs(l.p99)}, max ${formatMs(l.max)}`),
-      s("text", { x: left - 10, y: y + 4, "text-anchor": "end", class: "name" }, entry.model),
+      s("text", { x: left, y: y - 16, class: "name" }, entry.model),
       s("line", { class: "whisker", x1: x(l.min), x2: x(l.max), y1: y, y2: y }),
       s("rect", { class: "box", x: x(l.p50), y: y - 8, width: Math.max(x(l.p99) - x(l.p50), 1), height: 16 }),
       ["p50", "p95", "p99"].map((key) =>
@@ -51,11 +51,12 @@ export function latencyChart(entries, width = 560) {
   },
   grid,
   s("line", { class: "axis", x1: left, x2: width - right, y1: axisY, y2: axisY }),
+  s("text", { class: "axis-title", x: (left + width - right) / 2, y: axisY + 34, "text-anchor": "middle" }, "latency (ms)"),
   rows);
 }
 
-export function historyChart(epochs, width = 360, height = 220) {
-  const [left, right, top, bottom] = [44, 12, 12, 52];
+export function historyChart(epochs, index = 0, width = 360, height = 230) {
+  const [left, right, top, bottom] = [44, 12, 12, 62];
   const last = Math.max(epochs.length, 2);
   // Position by index, not epoch number, so a history that starts mid-run still fills the axis.
   const x = (index) => left + ((width - left - right) * index) / (last - 1);
@@ -83,12 +84,12 @@ export function historyChart(epochs, width = 360, height = 220) {
         s("title", {}, `epoch ${epoch}, ${line.name} accuracy ${formatPercent(v)}`))));
   });
   const legend = series.map((line, i) =>
-    s("g", { class: `line ${line.class}`, transform: `translate(${left + i * 110}, ${height - 12})` },
+    s("g", { class: `line ${line.class}`, transform: `translate(${left + i * 110}, ${height - 6})` },
       s("line", { x1: 0, x2: 22, y1: -4, y2: -4 }),
       s("text", { x: 28, y: 0 }, `${line.name}`)));
   const final = epochs[epochs.length - 1];
   return s("svg", {
-    viewBox: `0 0 ${width} ${height}`, class: "history-chart", role: "img",
+    viewBox: `0 0 ${width} ${height}`, class: `history-chart series-${index}`, role: "img",
     "aria-label": `Accuracy per epoch over ${epochs.length} epochs; last epoch: training ` +
       `${formatPercent(final.accuracy ?? 0)}, validation ${formatPercent(final.val_accuracy ?? 0)}`,
   },

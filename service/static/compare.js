@@ -22,10 +22,11 @@ export function setUpCompare({ chosenImage }) {
 
 function render(result) {
   document.getElementById("compare-summary").replaceChildren(...sentences(result));
-  const chart = document.getElementById("latency-chart");
-  chart.replaceChildren(latencyChart(result.models, Math.max(chart.clientWidth, 360)));
   document.getElementById("compare-table").replaceChildren(table(result));
   document.getElementById("compare-results").hidden = false;
+  // Drawn at the container's own width (measurable once shown), so text is never rescaled.
+  const chart = document.getElementById("latency-chart");
+  chart.replaceChildren(latencyChart(result.models, Math.max(chart.clientWidth, 300)));
 }
 
 function sentences({ models, summary, repeats, batch_size: batchSize, device, input }) {
@@ -72,11 +73,11 @@ function table({ models }) {
 
 export async function loadHistories(names) {
   const container = document.getElementById("history-charts");
-  const figures = await Promise.all(names.map(async (name) => {
+  const figures = await Promise.all(names.map(async (name, index) => {
     let content;
     try {
       const history = await requestJson(`/models/${encodeURIComponent(name)}/history`);
-      content = history.epochs.length ? historyChart(history.epochs) : null;
+      content = history.epochs.length ? historyChart(history.epochs, index) : null;
     } catch (error) {
       if (error.status !== 404) showError(error);
     }

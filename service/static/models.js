@@ -16,12 +16,14 @@ const COLUMNS = [
   ["runtime", (m) => m.runtime],
 ];
 
+const text = (value) => (value instanceof Node ? value : String(value ?? ""));
+
 export async function loadModels() {
   const { models } = await requestJson("/models");
   document.getElementById("models-table").replaceChildren(
     h("thead", {}, h("tr", {}, COLUMNS.map(([name]) => h("th", { scope: "col" }, name)))),
     h("tbody", {}, models.map((m) =>
-      h("tr", { "data-model": m.name }, COLUMNS.map(([, cell]) => h("td", {}, String(cell(m) ?? "")))))),
+      h("tr", { "data-model": m.name }, COLUMNS.map(([, cell]) => h("td", {}, text(cell(m))))))),
   );
   return models;
 }

@@ -12,7 +12,8 @@ export function setUpPredict({ onImage }) {
   const dropzone = document.getElementById("dropzone");
 
   const classify = (file) => {
-    if (!file) return;
+    // One request at a time: a drop or paste during a prediction would race its answer.
+    if (!file || panel.hasAttribute("aria-busy")) return;
     onImage(file);
     whileBusy(panel, [input], () => predict(file));
   };

@@ -39,11 +39,12 @@ export function formatBytes(bytes) {
 const alertRegion = () => document.getElementById("alert");
 
 export function showError(error) {
-  const code = error.code ? ` (${error.code})` : "";
-  const request = error.requestId ? ` Request id: ${error.requestId}.` : "";
+  const message = error.message || String(error);
+  const meta = [error.code, error.requestId && `request ${error.requestId}`].filter(Boolean);
   alertRegion().replaceChildren(
     h("strong", {}, "Error: "),
-    `${error.message || String(error)}${code}${request}`,
+    message.charAt(0).toUpperCase() + message.slice(1),
+    meta.length ? h("small", {}, meta.join(" · ")) : null,
   );
 }
 
