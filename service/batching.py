@@ -135,8 +135,11 @@ class MicroBatcher:
         while True:
             batch = await self._collect()
             self._previous_batch = len(batch)
-            images = np.stack([item.pixels for item in batch]).astype(np.float32)
             try:
+                # One float32 array filled in place: a single copy from the decoded pixels.
+                images = np.empty((len(batch), *batch[0].pixels.shape), np.float32)
+                for index, item in enumerate(batch):
+                    images[index] = item.pixels
                 probabilities, latency_ms = await loop.run_in_executor(
                     self.executor, self._infer, images
                 )

@@ -19,15 +19,28 @@ def _content_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
+def too_many_files(max_files: int) -> ApiError:
+    if max_files == 1:
+        return ApiError(
+            400,
+            "TOO_MANY_FILES",
+            "this endpoint takes one image; use /predict/batch with field 'files'",
+        )
+    return ApiError(400, "TOO_MANY_FILES", f"at most {max_files} images per request")
+
+
 async def _form_files(request: Request, field: str, max_files: int) -> list[bytes]:
     try:
+        # One file over the limit still parses, so the answer can name the real limit.
         form = await request.form(
-            max_files=max_files, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_PART_BYTES
+            max_files=max_files + 1, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_PART_BYTES
         )
     except ApiError:
         raise
     except Exception as error:  # malformed multipart of any kind is the client's mistake
         message = getattr(error, "detail", None) or "malformed multipart body"
+        if "too many files" in str(message).lower():
+            raise too_many_files(max_files) from None
         raise ApiError(
             400, "INVALID_MULTIPART", f"cannot parse the multipart body: {str(message)[:200]}"
         ) from None
@@ -39,6 +52,8 @@ async def _form_files(request: Request, field: str, max_files: int) -> list[byte
             raise missing_file(
                 f"no file in multipart field {field!r}{hint}; send the image as {field}=@image.jpg"
             )
+        if len(uploads) > max_files:
+            raise too_many_files(max_files)
         return [await upload.read() for upload in uploads]
     finally:
         await form.close()
@@ -69,11 +84,4 @@ async def read_images(request: Request, *, field: str, max_files: int) -> list[b
 
 async def read_one_image(request: Request, field: str = "file") -> bytes:
     """Exactly one image; two files to a single-image endpoint are refused."""
-    images = await read_images(request, field=field, max_files=2)
-    if len(images) > 1:
-        raise ApiError(
-            400,
-            "TOO_MANY_FILES",
-            "this endpoint takes one image; use /predict/batch with field 'files'",
-        )
-    return images[0]
+    return (await read_images(request, field=field, max_files=1))[0]

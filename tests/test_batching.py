@@ -152,11 +152,6 @@ def test_batcher_queue_full_past_max_queue(engine: TensorFlowEngine) -> None:
         np.testing.assert_allclose(result.probabilities, alone(engine, image), atol=TOLERANCE)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="service/batching.py MicroBatcher._run: np.stack runs outside the try, so a batch "
-    "mixing image shapes kills the worker task and every waiter (and later submit) hangs",
-)
 def test_batcher_malformed_image_fails_without_stopping_the_worker(
     engine: TensorFlowEngine,
 ) -> None:

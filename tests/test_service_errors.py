@@ -94,11 +94,6 @@ def test_errors_missing_file_multipart_without_file_field(client: TestClient) ->
 @pytest.mark.parametrize(
     ("path", "field", "count"), [("/predict/batch", "files", 100), ("/predict", "file", 3)]
 )
-@pytest.mark.xfail(
-    strict=True,
-    reason="service/uploads.py _form_files: Starlette's max_files MultiPartException is answered "
-    "as INVALID_MULTIPART, not TOO_MANY_FILES",
-)
 def test_errors_too_many_files_far_over_the_limit(
     client: TestClient, path: str, field: str, count: int
 ) -> None:

@@ -9,7 +9,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from service.deps import StateDep
-from service.errors import ApiError
 from service.imaging import DecodedImage, decode_image, preview_data_url
 from service.schemas import BatchPredictResponse, ErrorResponse, PredictResponse, PredictTiming
 from service.uploads import read_images, read_one_image
@@ -140,9 +139,7 @@ async def predict_batch(
     started = time.perf_counter()
     state.inference.select(model)
     limit = state.settings.max_batch_files
-    images = await read_images(request, field="files", max_files=limit + 1)
-    if len(images) > limit:
-        raise ApiError(400, "TOO_MANY_FILES", f"at most {limit} images per batch request")
+    images = await read_images(request, field="files", max_files=limit)
     decoded = [await _decode(state, data) for data in images]
     # All images go to the batchers at once, so they share engine calls.
     results = await asyncio.gather(
