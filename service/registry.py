@@ -18,22 +18,11 @@ import numpy as np
 
 from service.engines import Engine, OnnxRuntimeEngine, TensorFlowEngine, available_cpus
 from service.schemas import ModelInfo
+from training.architectures import CLASS_NAMES
 
 logger = logging.getLogger("sepconv.registry")
 
 Status = Literal["loading", "ready", "failed"]
-DEFAULT_CLASSES = [
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-]
 INPUT_SHAPE = [None, 32, 32, 3]
 
 
@@ -56,7 +45,7 @@ class ModelEntry:
     @property
     def classes(self) -> list[str]:
         classes = self.metadata.get("classes")
-        return list(classes) if isinstance(classes, list) else DEFAULT_CLASSES
+        return list(classes) if isinstance(classes, list) else list(CLASS_NAMES)
 
     def info(self) -> ModelInfo:
         parameters = self.metadata.get("parameters") or {}

@@ -19,20 +19,10 @@ from PIL import Image
 
 from service.main import create_app
 from service.settings import Settings
+from training.architectures import CLASS_NAMES
 
 READY_TIMEOUT_S = 120.0
-CLASSES = [
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-]
+CLASSES = list(CLASS_NAMES)
 
 
 def wait_until_ready(client: TestClient, timeout_s: float = READY_TIMEOUT_S) -> None:
