@@ -91,9 +91,10 @@ def _convolution(
     # Keras computes the depthwise kernel's fan-in as 3*3*channels although each filter sees
     # only 3*3 inputs, so its default Glorot init shrinks the signal about sqrt(channels)-fold
     # per layer: after six layers the softmax input is ~0 and training sits at chance (seen
-    # here: 10% accuracy after a full epoch). Scaling by the true fan-in (LeCun for the linear
-    # depthwise step, He for the pointwise step that the ReLU follows) keeps the signal's scale;
-    # the architecture and parameter counts are untouched.
+    # here: 10% accuracy after a full epoch). LeCun scaling by the true fan-in of the depthwise
+    # step keeps the signal alive; everything else keeps Keras' defaults (a He-scaled pointwise
+    # step trained the same and generalised slightly worse here: 68.8% against 69.6%). The
+    # architecture and parameter counts are untouched.
     depthwise_initializer = keras.initializers.VarianceScaling(
         scale=float(input_channels), mode="fan_in", distribution="truncated_normal"
     )
@@ -103,7 +104,6 @@ def _convolution(
         padding="same",
         activation="relu",
         depthwise_initializer=depthwise_initializer,
-        pointwise_initializer="he_normal",
         name=name,
     )
 
