@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from service.schemas import ErrorDetail, ErrorResponse
 
@@ -146,6 +147,15 @@ def install_error_handlers(app: FastAPI) -> None:
         }.get(error.status_code, str(error.detail))
         return error_response(
             request, error.status_code, code, message, getattr(error, "headers", None)
+        )
+
+    @app.exception_handler(ClientDisconnect)
+    async def _client_disconnect(request: Request, error: ClientDisconnect) -> JSONResponse:
+        # The client hung up mid-upload: no server error, and nobody reads this answer.
+        # 499 is the status proxies log for it ("client closed request").
+        logger.info("client disconnected mid-request", extra={"request_id": request_id_of(request)})
+        return error_response(
+            request, 499, "CLIENT_CLOSED_REQUEST", "the client closed the connection mid-request"
         )
 
     @app.exception_handler(Exception)

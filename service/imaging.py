@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from service.errors import image_too_large, invalid_image, unsupported_media_type
+from service.errors import ApiError, image_too_large, invalid_image, unsupported_media_type
 from service.schemas import ImageInfo
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
@@ -90,14 +90,22 @@ def decode_image(data: bytes, max_pixels: int) -> DecodedImage:
         )
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Pillow warns above its own global limit; the size check below is the one that
+            # applies, and it names the real dimensions.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image: Image.Image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except UnidentifiedImageError:
         raise invalid_image(
             f"the data is not a readable image; send one of {', '.join(ALLOWED_FORMATS)}"
         ) from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise image_too_large(0, 0, max_pixels) from None
+    except Image.DecompressionBombError:
+        # Over twice Pillow's limit it refuses in open(), before the size reaches us.
+        raise ApiError(
+            413,
+            "IMAGE_TOO_LARGE",
+            f"the image header claims a canvas over the limit of {max_pixels} pixels; "
+            "downscale it before sending",
+        ) from None
     except (OSError, ValueError, SyntaxError) as error:
         raise invalid_image(f"the image header is damaged ({type(error).__name__})") from None
 

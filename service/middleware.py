@@ -12,6 +12,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -50,6 +51,11 @@ class RequestContextMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500
         response_started = False
+        body_refused = False
+
+        def refuse_body() -> None:
+            nonlocal body_refused
+            body_refused = True
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, response_started
@@ -58,6 +64,10 @@ class RequestContextMiddleware:
                 response_started = True
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                if body_refused and not any(k == b"connection" for k, _ in message["headers"]):
+                    # The rest of the body was never read: close the connection instead of
+                    # letting the server drain an oversized or endless body for keep-alive.
+                    message["headers"].append((b"connection", b"close"))
             await send(message)
 
         try:
@@ -65,7 +75,7 @@ class RequestContextMiddleware:
             if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
                 await self._refuse(send_with_id, payload_too_large(self.max_body_bytes), request_id)
                 return
-            await self.app(scope, self._guarded_receive(receive), send_with_id)
+            await self.app(scope, self._guarded_receive(receive, refuse_body), send_with_id)
         except ApiError as error:
             # Raised by the receive guard outside any route (e.g. while FastAPI reads a form
             # for validation): answer it here unless a response is already on its way.
@@ -89,7 +99,7 @@ class RequestContextMiddleware:
                 },
             )
 
-    def _guarded_receive(self, receive: Receive) -> Receive:
+    def _guarded_receive(self, receive: Receive, on_refused: Callable[[], None]) -> Receive:
         received = 0
         deadline = time.monotonic() + self.body_timeout_s
 
@@ -100,6 +110,7 @@ class RequestContextMiddleware:
             try:
                 message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0.001))
             except asyncio.TimeoutError:
+                on_refused()
                 raise ApiError(
                     408,
                     "REQUEST_TIMEOUT",
@@ -108,6 +119,7 @@ class RequestContextMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
+                    on_refused()
                     raise payload_too_large(self.max_body_bytes)
                 if not message.get("more_body", False):
                     # Once the body is complete the deadline no longer applies: later receive
