@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from starlette.datastructures import UploadFile
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from service.errors import ApiError, missing_file, unsupported_media_type
 
@@ -35,7 +35,7 @@ async def _form_files(request: Request, field: str, max_files: int) -> list[byte
         form = await request.form(
             max_files=max_files + 1, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_PART_BYTES
         )
-    except ApiError:
+    except (ApiError, ClientDisconnect):
         raise
     except Exception as error:  # malformed multipart of any kind is the client's mistake
         message = getattr(error, "detail", None) or "malformed multipart body"

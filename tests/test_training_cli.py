@@ -34,6 +34,7 @@ def test_sepconv_train_end_to_end_both_models(tmp_path: Path) -> None:
             str(tmp_path / "ckpt"),
             "--batch-size",
             "32",
+            "--onnx",
         ]
     )
     assert status == 0
@@ -51,6 +52,7 @@ def test_sepconv_train_end_to_end_both_models(tmp_path: Path) -> None:
         history = json.loads((version / "history.json").read_text())["epochs"]
         assert set(history[0]) >= {"loss", "accuracy", "val_loss", "val_accuracy", "seconds"}
         assert (version / "accuracy.png").stat().st_size > 1000
+        assert (version / "model.onnx").stat().st_size > 100_000
     assert (out / "accuracy.png").is_file()
 
     # Evaluation rewrites the metadata from the exported SavedModels alone.

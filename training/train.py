@@ -205,6 +205,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fresh", action="store_true", help="discard this run's checkpoints instead of resuming"
     )
+    parser.add_argument(
+        "--onnx",
+        action="store_true",
+        help="also write model.onnx beside each SavedModel (needs the onnx extra)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
