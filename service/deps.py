@@ -26,7 +26,9 @@ class ServiceState:
     shutting_down: bool = False
 
 
-def get_state(request: Request) -> ServiceState:
+async def get_state(request: Request) -> ServiceState:
+    # async on purpose: FastAPI runs a plain ``def`` dependency in a worker thread, a thread
+    # hop on every request of the hot path for what is an attribute lookup.
     state: ServiceState = request.app.state.sepconv
     return state
 

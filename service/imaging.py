@@ -79,8 +79,25 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+@dataclass(frozen=True)
+class OpenedImage:
+    """An upload whose header is read and checked, its pixels not yet decoded."""
+
+    image: Image.Image
+    info: ImageInfo
+
+    @property
+    def pixels(self) -> int:
+        return self.info.width * self.info.height
+
+
 def decode_image(data: bytes, max_pixels: int) -> DecodedImage:
     """Decode, orient, convert, center-crop and resize an upload to the 32x32 model input."""
+    return finish_decoding(open_image(data, max_pixels))
+
+
+def open_image(data: bytes, max_pixels: int) -> OpenedImage:
+    """Identify the format and read the header only; refuse it before any pixel is decoded."""
     if not data:
         raise invalid_image("the image is empty (0 bytes)")
     refused = _refused_format(data)
@@ -115,6 +132,12 @@ def decode_image(data: bytes, max_pixels: int) -> DecodedImage:
     if width * height > max_pixels:
         raise image_too_large(width, height, max_pixels)
     info = ImageInfo(format=image.format or "unknown", width=width, height=height, mode=image.mode)
+    return OpenedImage(image, info)
+
+
+def finish_decoding(opened: OpenedImage) -> DecodedImage:
+    """Decode the pixels of a checked image into the 32x32 RGB model input."""
+    image = opened.image
     try:
         # JPEG can decode at 1/2, 1/4 or 1/8 scale for free; keep at least twice the model size
         # so the antialiasing resize below still has detail to average.
@@ -130,7 +153,7 @@ def decode_image(data: bytes, max_pixels: int) -> DecodedImage:
         ) from None
     finally:
         image.close()
-    return DecodedImage(pixels=pixels, info=info)
+    return DecodedImage(pixels=pixels, info=opened.info)
 
 
 def _oriented(image: Image.Image) -> Image.Image:
