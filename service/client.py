@@ -124,10 +124,22 @@ def _predict_params(model: str, top_k: int, preview: bool) -> dict[str, Any]:
 
 
 def _compare_params(
-    repeats: int, batch_size: int, warmup: int, models: str | Sequence[str]
+    repeats: int,
+    batch_size: int,
+    warmup: int,
+    models: str | Sequence[str],
+    runtimes: str | Sequence[str] | None,
 ) -> dict[str, Any]:
     names = models if isinstance(models, str) else ",".join(models)
-    return {"repeats": repeats, "batch_size": batch_size, "warmup": warmup, "models": names}
+    params: dict[str, Any] = {
+        "repeats": repeats,
+        "batch_size": batch_size,
+        "warmup": warmup,
+        "models": names,
+    }
+    if runtimes is not None:
+        params["runtimes"] = runtimes if isinstance(runtimes, str) else ",".join(runtimes)
+    return params
 
 
 class SepconvClient:
@@ -199,9 +211,10 @@ class SepconvClient:
         batch_size: int = 1,
         warmup: int = 5,
         models: str | Sequence[str] = "all",
+        runtimes: str | Sequence[str] | None = None,
     ) -> CompareResponse:
         """A fair, interleaved latency comparison (on ``image``, or a synthetic input)."""
-        params = _compare_params(repeats, batch_size, warmup, models)
+        params = _compare_params(repeats, batch_size, warmup, models, runtimes)
         if image is None:
             response = self._request("GET", "/compare", params=params)
         else:
@@ -281,8 +294,9 @@ class AsyncSepconvClient:
         batch_size: int = 1,
         warmup: int = 5,
         models: str | Sequence[str] = "all",
+        runtimes: str | Sequence[str] | None = None,
     ) -> CompareResponse:
-        params = _compare_params(repeats, batch_size, warmup, models)
+        params = _compare_params(repeats, batch_size, warmup, models, runtimes)
         if image is None:
             response = await self._request("GET", "/compare", params=params)
         else:

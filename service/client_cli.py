@@ -50,14 +50,16 @@ def _format_models(models: list[ModelInfo]) -> str:
 
 def _format_compare(result: CompareResponse) -> str:
     rows = [
-        f"{result.repeats} interleaved runs at batch {result.batch_size} on {result.device} "
+        f"{result.repeats} interleaved rounds at batch {result.batch_size} on {result.device} "
         f"({result.input} input)",
-        f"{'model':<10} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'images/s':>10} "
+        f"{'model':<24} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'images/s':>10} "
         f"{'parameters':>11}",
     ]
+    several_runtimes = len({m.runtime for m in result.models}) > 1
     for m in result.models:
+        name = f"{m.model} ({m.runtime})" if several_runtimes else m.model
         rows.append(
-            f"{m.model:<10} {m.latency_ms.p50:>8.2f} {m.latency_ms.p95:>8.2f} "
+            f"{name:<24} {m.latency_ms.p50:>8.2f} {m.latency_ms.p95:>8.2f} "
             f"{m.latency_ms.p99:>8.2f} {m.images_per_second:>10.1f} "
             f"{m.parameters or 0:>11,}"
         )
@@ -85,6 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     compare.add_argument("--repeats", type=int, default=50)
     compare.add_argument("--batch-size", type=int, default=1)
     compare.add_argument("--warmup", type=int, default=5)
+    compare.add_argument(
+        "--runtimes", default=None, help="e.g. tensorflow,onnxruntime (default: the service's)"
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -98,7 +103,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _print_json(list(models)) if args.json else print(_format_models(models))
             else:
                 result = client.compare(
-                    args.image, repeats=args.repeats, batch_size=args.batch_size, warmup=args.warmup
+                    args.image,
+                    repeats=args.repeats,
+                    batch_size=args.batch_size,
+                    warmup=args.warmup,
+                    runtimes=args.runtimes,
                 )
                 _print_json(result) if args.json else print(_format_compare(result))
     except SepconvError as error:

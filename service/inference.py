@@ -55,7 +55,8 @@ class InferenceService:
     def select(self, model: str) -> list[ModelEntry]:
         """The models a ``model`` query names (``all`` = every ready model), or a 404/503."""
         if model == "all":
-            entries = self.registry.ready_entries()
+            # Ready and given a batcher: a model loads before the app starts its batcher.
+            entries = [e for e in self.registry.ready_entries() if e.name in self.batchers]
             if not entries:
                 raise ApiError(
                     503,
@@ -67,7 +68,7 @@ class InferenceService:
         entry = self.registry.get(model)
         if entry is None:
             raise model_not_found(model, self.registry.names)
-        if entry.status != "ready":
+        if entry.status != "ready" or entry.name not in self.batchers:
             raise ApiError(
                 503,
                 "NOT_READY",
@@ -76,10 +77,23 @@ class InferenceService:
             )
         return [entry]
 
+    def ensure_capacity(self, entries: list[ModelEntry], images: int) -> None:
+        """Refuse a request whole (503) when any selected queue cannot take all its images.
+
+        Checked before anything is queued, with no await in between, so a refused batch never
+        leaves some of its images queued and costing engine time during an overload.
+        """
+        for entry in entries:
+            batcher = self.batchers[entry.name]
+            if batcher.depth + images > batcher.max_queue:
+                self.metrics.rejected.labels(entry.name).inc()
+                raise overloaded()
+
     async def predict(
         self, pixels: Pixels, entries: list[ModelEntry], top_k: int
     ) -> list[ModelPrediction]:
         """Every selected model's prediction for one 32x32x3 image, in registry order."""
+        self.ensure_capacity(entries, 1)
         results = await asyncio.gather(*(self._submit(e.name, pixels) for e in entries))
         return [
             to_prediction(entry, result, top_k)

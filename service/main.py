@@ -37,6 +37,7 @@ async def _load_models(state: ServiceState) -> None:
     )
     await asyncio.to_thread(state.registry.load_all)
     state.inference.start_ready_models()
+    state.registry.loaded.set()
     # TensorFlow and the loaded graphs leave millions of long-lived objects behind; a full
     # garbage collection walks them all and stalls every request for tens to hundreds of
     # milliseconds. Freezing them moves them out of the collector's reach.
@@ -63,11 +64,24 @@ async def _load_models(state: ServiceState) -> None:
     )
 
 
+def _report_load_failure(state: ServiceState, task: asyncio.Task[None]) -> None:
+    """A crash of the loading task itself (not of one model) must not leave readiness silent."""
+    if task.cancelled() or task.exception() is None:
+        return
+    error = task.exception()
+    logger.error("model loading stopped", exc_info=error)
+    for entry in state.registry.entries():
+        if entry.status == "loading":
+            entry.status = "failed"
+            entry.error = f"loading stopped: {type(error).__name__}"
+
+
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Load and warm the models in the background; /health/ready turns 200 when they are."""
     state: ServiceState = app.state.sepconv
     loading = asyncio.create_task(_load_models(state), name="load-models")
+    loading.add_done_callback(lambda task: _report_load_failure(state, task))
     try:
         yield
     finally:
@@ -124,3 +138,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return RedirectResponse("/docs")
 
     return app
+
+
+# The default app for ``uvicorn service.main:app``: settings from the SEPCONV_* environment.
+# Building it only lists the model directory; models load in the lifespan.
+app = create_app()

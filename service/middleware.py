@@ -82,6 +82,19 @@ class RequestContextMiddleware:
             if response_started:
                 raise
             await self._refuse(send_with_id, error, request_id)
+        except Exception:
+            # A bug, not a client's mistake. Answered here rather than by Starlette's outer
+            # error layer so that the 500 carries X-Request-ID like every other answer.
+            logger.exception("unhandled error", extra={"request_id": request_id})
+            if response_started:
+                raise
+            await self._refuse(
+                send_with_id,
+                ApiError(
+                    500, "INTERNAL_ERROR", "the server failed to answer; the error was logged"
+                ),
+                request_id,
+            )
         finally:
             elapsed = time.perf_counter() - started
             endpoint = _endpoint(scope)

@@ -153,11 +153,14 @@ class ModelRegistry:
         return [e for e in self._entries.values() if e.status == "ready"]
 
     def load_all(self) -> None:
-        """Load and warm every discovered model; a broken model fails alone."""
+        """Load and warm every discovered model; a broken model fails alone.
+
+        ``loaded`` is set by whoever puts the models to work (the app, once each ready model has
+        its batcher), so readiness never runs ahead of serving.
+        """
         for entry in self._entries.values():
             if entry.status == "loading":
                 self._load(entry)
-        self.loaded.set()
 
     def engine(self, entry: ModelEntry, runtime: str) -> Engine:
         """The model's engine for ``runtime``; a second runtime is loaded on first use."""

@@ -119,7 +119,8 @@ class CompareSummary(Schema):
 
 
 class CompareResponse(Schema):
-    repeats: int
+    repeats: int = Field(description="Rounds timed (fewer than requested if the budget ran out)")
+    requested_repeats: int
     batch_size: int
     warmup: int
     device: str

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     gpu_memory_growth: bool = True
     warmup_runs: int = Field(3, ge=0)
     strict_readiness: bool = Field(True, description="Ready only when every model is ready")
+    compare_budget_s: float = Field(
+        30.0, gt=0, description="Wall-time budget of one /compare run; it stops early past it"
+    )
     graceful_timeout_s: float = Field(20.0, ge=0)
 
     @property

@@ -508,3 +508,29 @@ def test_metrics_request_counter_increases_after_a_predict(client: TestClient) -
 
     after = metric_value(client.get("/metrics").text, "sepconv_requests_total", **labels)
     assert after == before + 1
+
+
+def test_compare_stops_at_its_time_budget(exported_models: Path) -> None:
+    with ready_client(Settings(model_dir=exported_models, compare_budget_s=0.05)) as budgeted:
+        response = budgeted.get("/compare", params={"repeats": 1000, "warmup": 0})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["requested_repeats"] == 1000
+    assert 1 <= body["repeats"] < 1000
+
+
+def test_select_refuses_a_ready_model_without_its_batcher(exported_models: Path) -> None:
+    from service.errors import ApiError
+    from service.inference import InferenceService
+    from service.metrics import ServiceMetrics
+    from service.registry import ModelRegistry
+
+    settings = Settings(model_dir=exported_models)
+    registry = ModelRegistry(exported_models, None, "tensorflow")
+    inference = InferenceService(registry, settings, ServiceMetrics())
+    registry.get("separable").status = "ready"  # type: ignore[union-attr]
+    # Loaded but not yet serving: the answer is 503 NOT_READY, never a 500.
+    for model in ("separable", "all"):
+        with pytest.raises(ApiError) as refused:
+            inference.select(model)
+        assert refused.value.status_code == 503 and refused.value.code == "NOT_READY"

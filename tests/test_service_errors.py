@@ -257,3 +257,35 @@ def test_success_responses_carry_a_request_id(client: TestClient) -> None:
 
     assert response.status_code == 200
     assert response.headers["X-Request-ID"] == "live-1"
+
+
+def test_errors_batch_larger_than_the_queue_is_refused_whole(exported_models: Path) -> None:
+    settings = Settings(model_dir=exported_models, max_queue=4)
+    with ready_client(settings) as small_queue:
+        files = [("files", (f"{i}.png", image_bytes(seed=i), "image/png")) for i in range(6)]
+        response = small_queue.post("/predict/batch", files=files)
+        assert_error(response, 503, "OVERLOADED")
+        assert response.headers["retry-after"] == "1"
+        # Nothing of the refused batch was queued: a batch that fits is served at once.
+        batchers = small_queue.app.state.sepconv.inference.batchers  # type: ignore[attr-defined]
+        assert all(batcher.depth == 0 for batcher in batchers.values())
+        fits = [("files", (f"{i}.png", image_bytes(seed=i), "image/png")) for i in range(4)]
+        assert small_queue.post("/predict/batch", files=fits).status_code == 200
+
+
+def test_errors_unexpected_failure_is_a_500_envelope_with_request_id(
+    exported_models: Path,
+) -> None:
+    from service.main import create_app
+
+    app = create_app(Settings(model_dir=exported_models))
+
+    @app.get("/broken")
+    async def broken() -> None:  # a route with a bug, to see how the service answers one
+        raise RuntimeError("/srv/secret/path exploded")
+
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        response = test_client.get("/broken")
+    error = assert_error(response, 500, "INTERNAL_ERROR")
+    assert response.headers["x-request-id"] == error["request_id"]
+    assert "/srv" not in response.text and "Traceback" not in response.text

@@ -86,3 +86,28 @@ def test_history_recorder_resume_drops_epochs_past_restore(tmp_path: Path) -> No
     resumed.on_epoch_begin(2)  # BackupAndRestore resumes at the third epoch
     resumed.on_epoch_end(2, {"loss": 0.5, "val_loss": 0.9})
     assert [e["loss"] for e in json.loads(path.read_text())["epochs"]] == [1.0, 0.9, 0.5]
+
+
+def test_resumable_early_stopping_keeps_its_patience_across_a_resume(tmp_path: Path) -> None:
+    from training.history import ResumableEarlyStopping
+
+    path = tmp_path / "history.json"
+    first = HistoryRecorder(path, "regular")
+    for epoch, loss in enumerate([1.0, 0.8, 0.9]):  # best at epoch 2, then one worse epoch
+        first.on_epoch_begin(epoch)
+        first.on_epoch_end(epoch, {"val_loss": loss})
+
+    class Model:  # the only attribute EarlyStopping touches when it stops
+        stop_training = False
+
+    resumed = HistoryRecorder(path, "regular")
+    stopping = ResumableEarlyStopping(patience=2, history=resumed)
+    stopping.set_model(Model())  # type: ignore[arg-type]
+    stopping.on_train_begin()
+    resumed.on_epoch_begin(3)
+    stopping.on_epoch_begin(3)
+    assert stopping.best == 0.8 and stopping.wait == 1
+    resumed.on_epoch_end(3, {"val_loss": 0.95})
+    stopping.on_epoch_end(3, {"val_loss": 0.95})
+    # Two epochs without improvement in all, as in an uninterrupted run: stop now.
+    assert stopping.model.stop_training is True

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,9 @@ class Cifar10:
     test_images: Images
     test_labels: Labels
     source: str
+    # Where the data was read from (a resolved path or "keras"): it keys checkpoints, so two
+    # folders of the same name never resume each other's runs. Not published in metadata.
+    location: str = ""
 
     def limited(self, limit: int, seed: int = 0) -> Cifar10:
         """A random (seeded) subset of at most ``limit`` images of each split."""
@@ -51,6 +55,7 @@ class Cifar10:
             self.test_images[test],
             self.test_labels[test],
             f"{self.source} (limit {limit})",
+            self.location,
         )
 
 
@@ -96,6 +101,7 @@ def _load_keras() -> Cifar10:
         test_images.astype(np.uint8),
         test_labels.reshape(-1).astype(np.int64),
         "keras.datasets.cifar10",
+        "keras",
     )
 
 
@@ -129,7 +135,14 @@ def _load_python_batches(root: Path) -> Cifar10:
 
     train_images, train_labels = read(PYTHON_BATCHES[:5])
     test_images, test_labels = read(PYTHON_BATCHES[5:])
-    return Cifar10(train_images, train_labels, test_images, test_labels, f"python batches {root}")
+    return Cifar10(
+        train_images,
+        train_labels,
+        test_images,
+        test_labels,
+        "python batches",
+        str(root.resolve()),
+    )
 
 
 def _list_split(root: Path, split: str) -> list[tuple[Path, int]]:
@@ -201,22 +214,33 @@ def _load_split(root: Path, split: str, cache_dir: Path, progress: bool) -> tupl
         try:
             with np.load(cache_path) as cached:
                 return cached["images"], cached["labels"]
-        except (OSError, ValueError, KeyError):
-            pass  # A damaged cache is simply rebuilt below.
+        except Exception:  # noqa: BLE001 - a damaged cache (BadZipFile, EOFError...) is rebuilt
+            pass
     images = _decode_images(files, split, progress)
+    _write_cache(cache_path, images, labels)
+    return images, labels
+
+
+def _write_cache(cache_path: Path, images: Images, labels: Labels) -> None:
+    """Write the arrays under a unique temporary name, then rename: concurrent runs never mix."""
     try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        partial = cache_path.with_suffix(".partial.npz")
-        np.savez(partial, images=images, labels=labels)
-        partial.replace(cache_path)
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        handle, partial = tempfile.mkstemp(dir=cache_path.parent, suffix=".partial.npz")
+        with os.fdopen(handle, "wb") as stream:
+            np.savez(stream, images=images, labels=labels)
+        Path(partial).replace(cache_path)
     except OSError:
         pass  # Caching is an optimisation; a read-only cache folder must not stop training.
-    return images, labels
 
 
 def _load_image_folders(root: Path, cache_dir: Path, progress: bool) -> Cifar10:
     train_images, train_labels = _load_split(root, "train", cache_dir, progress)
     test_images, test_labels = _load_split(root, "test", cache_dir, progress)
     return Cifar10(
-        train_images, train_labels, test_images, test_labels, f"image folders {root.name}"
+        train_images,
+        train_labels,
+        test_images,
+        test_labels,
+        f"image folders {root.name}",
+        str(root.resolve()),
     )

@@ -76,7 +76,10 @@ class BestWeights(keras.callbacks.Callback):
         loss = (logs or {}).get("val_loss")
         if loss is not None and float(loss) < self._best_loss(epoch):
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.model.save_weights(str(self.path))
+            # Written beside and renamed: a kill mid-write never leaves a torn best file.
+            staging = self.path.with_name(f"partial-{self.path.name}")
+            self.model.save_weights(str(staging))
+            staging.replace(self.path)
 
     def best_epoch(self) -> int | None:
         """The 1-based epoch with the lowest validation loss, if any was recorded."""
@@ -89,3 +92,31 @@ class BestWeights(keras.callbacks.Callback):
             return False
         model.load_weights(str(self.path))
         return True
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """Early stopping on ``val_loss`` that survives a resume.
+
+    Keras' own resets its best loss and patience count when training starts again, so a resumed
+    run would train longer than an uninterrupted one; this one picks both up from the history.
+    """
+
+    def __init__(self, patience: int, history: HistoryRecorder) -> None:
+        super().__init__(monitor="val_loss", patience=patience)
+        self.history = history
+        self._seeded = False
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        super().on_train_begin(logs)
+        self._seeded = False
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if self._seeded:
+            return
+        self._seeded = True
+        # The history recorder has already dropped epochs past the restored one.
+        losses = [e["val_loss"] for e in self.history.epochs[:epoch] if "val_loss" in e]
+        if losses:
+            best_index = min(range(len(losses)), key=losses.__getitem__)
+            self.best = losses[best_index]
+            self.wait = len(losses) - 1 - best_index

@@ -21,7 +21,7 @@ from training.architectures import ARCHITECTURES, Architecture, build_model
 from training.data import Cifar10, load_cifar10
 from training.evaluation import evaluate_predictions, predict_in_batches
 from training.export import build_metadata, export_saved_model, version_dir, write_metadata
-from training.history import BestWeights, HistoryRecorder, read_history
+from training.history import BestWeights, HistoryRecorder, ResumableEarlyStopping, read_history
 from training.plots import plot_accuracy
 
 HISTORY_FILE = "history.json"
@@ -64,15 +64,11 @@ def train_one(
         )
     history = HistoryRecorder(run_dir / HISTORY_FILE, architecture)
     best = BestWeights(run_dir / "best.weights.h5", history)
-    callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
-        history,
-        best,
-    ]
+    callbacks: list[keras.callbacks.Callback] = [history, best]
     if config.early_stopping is not None:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.early_stopping)
-        )
+        callbacks.append(ResumableEarlyStopping(config.early_stopping, history))
+    # Last, so an epoch is backed up only once its history and best weights are on disk.
+    callbacks.append(keras.callbacks.BackupAndRestore(str(run_dir / "backup")))
 
     print(f"Training {architecture}: {model.count_params():,} parameters, {config}")
     model.fit(
@@ -84,8 +80,11 @@ def train_one(
         callbacks=callbacks,
         verbose=2 if not _interactive() else 1,
     )
-    best_epoch = best.best_epoch()
+    # The exported weights are the best epoch's only when early stopping restored them;
+    # otherwise they are the last epoch's, and that is what the metadata must say.
+    best_epoch = None
     if config.early_stopping is not None and best.restore(model):
+        best_epoch = best.best_epoch()
         print(f"Restored the weights of epoch {best_epoch} (lowest validation loss)")
 
     evaluation = evaluate_predictions(
@@ -106,7 +105,12 @@ def train_one(
         epochs=len(history.epochs),
         seconds_per_epoch=round(statistics.mean(seconds), 1) if seconds else None,
         data_source=data.source,
-        evaluation={**evaluation, "best_epoch": best_epoch, "training": _recipe(config)},
+        evaluation={
+            **evaluation,
+            "best_epoch": best_epoch if best_epoch is not None else len(history.epochs),
+            "restored_best_weights": best_epoch is not None,
+            "training": _recipe(config),
+        },
     )
     write_metadata(target, metadata)
     shutil.copyfile(run_dir / HISTORY_FILE, target / HISTORY_FILE)
@@ -121,7 +125,7 @@ def train_one(
 
 def checkpoint_run_dir(architecture: str, data: Cifar10, config: TrainingConfig) -> Path:
     """The checkpoint folder of one run; a different recipe or data never resumes another's."""
-    key = f"{data.source}|{len(data.train_labels)}|{_recipe(config)}"
+    key = f"{data.location}|{data.source}|{len(data.train_labels)}|{_recipe(config)}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:10]
     return config.checkpoint_dir / f"{architecture}-v{config.version}-{digest}"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Annotated, Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from service.schemas import CompareResponse
 from service.uploads import read_one_image
 
 router = APIRouter(prefix="/compare", tags=["compare"])
+logger = logging.getLogger("sepconv.compare")
 
 RUNTIMES = ("tensorflow", "onnxruntime")
 RepeatsQuery = Annotated[int, Query(ge=1, le=1000, description="Timed calls per model")]
@@ -83,7 +85,11 @@ def _engines(
         for runtime in runtimes:
             try:
                 pairs.append((entry, state.registry.engine(entry, runtime)))
-            except (ImportError, OSError, ValueError) as error:
+            except Exception as error:  # noqa: BLE001 - any runtime load failure: ONNX Runtime's own errors included
+                logger.warning(
+                    "runtime unavailable",
+                    extra={"model": entry.name, "runtime": runtime, "reason": type(error).__name__},
+                )
                 raise ApiError(
                     409,
                     "RUNTIME_UNAVAILABLE",
@@ -116,6 +122,7 @@ async def _compare(
             batch_size=batch_size,
             warmup=warmup,
             uploaded=uploaded,
+            budget_s=state.settings.compare_budget_s,
         )
 
 

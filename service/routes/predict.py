@@ -9,7 +9,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from service.deps import StateDep
-from service.imaging import DecodedImage, finish_decoding, open_image, preview_data_url
+from service.imaging import (
+    DecodedImage,
+    decode_image,
+    finish_decoding,
+    open_image,
+    preview_data_url,
+)
 from service.schemas import BatchPredictResponse, ErrorResponse, PredictResponse, PredictTiming
 from service.uploads import read_images, read_one_image
 
@@ -64,18 +70,24 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-# Canvases up to this size decode in well under a millisecond: cheaper on the event loop than
-# the hop to a worker thread. Larger ones (a small file may claim a large canvas) go to a thread.
+# Small files of small canvases decode in well under a millisecond: cheaper on the event loop
+# than the hop to a worker thread. Anything bigger goes to a thread: a small file may claim a
+# large canvas, and a large one may hold thousands of chunks that Pillow walks in Python.
+INLINE_DECODE_BYTES = 64 * 1024
 INLINE_DECODE_PIXELS = 256 * 256
 
 
 async def _decode(state: StateDep, data: bytes) -> tuple[DecodedImage, float]:
     started = time.perf_counter()
-    opened = open_image(data, state.settings.max_image_pixels)  # the header only
-    if opened.pixels <= INLINE_DECODE_PIXELS:
-        decoded = finish_decoding(opened)
+    max_pixels = state.settings.max_image_pixels
+    if len(data) > INLINE_DECODE_BYTES:
+        decoded = await asyncio.to_thread(decode_image, data, max_pixels)
     else:
-        decoded = await asyncio.to_thread(finish_decoding, opened)
+        opened = open_image(data, max_pixels)  # the header only
+        if opened.pixels <= INLINE_DECODE_PIXELS:
+            decoded = finish_decoding(opened)
+        else:
+            decoded = await asyncio.to_thread(finish_decoding, opened)
     return decoded, (time.perf_counter() - started) * 1000.0
 
 
@@ -153,6 +165,8 @@ async def predict_batch(
     limit = state.settings.max_batch_files
     images = await read_images(request, field="files", max_files=limit)
     decoded = [await _decode(state, data) for data in images]
+    # A batch is taken whole or refused whole (503) before any of it is queued.
+    state.inference.ensure_capacity(state.inference.select(model), len(decoded))
     # All images go to the batchers at once, so they share engine calls.
     results = await asyncio.gather(
         *(
