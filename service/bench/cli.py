@@ -11,62 +11,13 @@ import io
 import json
 import os
 import platform
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def running_service(model_dir: Path, extra_env: dict[str, str]) -> Iterator[str]:
-    """Start ``sepconv-serve`` in its own process and yield its URL once it is ready."""
-    import httpx
-
-    port = _free_port()
-    env = {
-        **os.environ,
-        "SEPCONV_MODEL_DIR": str(model_dir),
-        "SEPCONV_PORT": str(port),
-        "SEPCONV_HOST": "127.0.0.1",
-        "SEPCONV_LOG_LEVEL": "warning",
-        **extra_env,
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "service"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("sepconv-bench: the service did not become ready")
-            time.sleep(0.2)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
 
 
 def _sample_image() -> Path:
@@ -163,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     body = _sample_image()
     extra_env = dict(item.split("=", 1) for item in args.service_env)
     service = (
-        running_service(model_dir, extra_env)
+        _started(model_dir, extra_env)
         if args.url is None
         else _existing(args.url, args.allow_remote, check_loopback)
     )
@@ -201,6 +152,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_table(results))
     print(f"\nWrote {args.out / 'bench.json'} and {args.out / 'bench.png'}")
     return 0
+
+
+@contextmanager
+def _started(model_dir: Path, extra_env: dict[str, str]) -> Iterator[str]:
+    from service.bench.server import running_service
+
+    with running_service(model_dir, extra_env) as service:
+        yield service.url
 
 
 @contextmanager

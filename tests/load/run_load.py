@@ -22,17 +22,15 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from service.bench.server import running_service  # noqa: E402
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 MAX_RSS_GROWTH = 0.05
@@ -80,12 +78,6 @@ class Figures:
     errors: int
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def resident_mib(pid: int) -> float:
     """VmRSS of a process, in MiB (Linux /proc)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -102,40 +94,6 @@ def export_untrained(root: Path) -> Path:
     for architecture in ARCHITECTURES:
         export_saved_model(build_model(architecture), version_dir(root, architecture, 1))
     return root
-
-
-@contextmanager
-def running_server(model_dir: Path, log: Path) -> Iterator[tuple[str, int]]:
-    """``sepconv-serve`` on a free loopback port; yields (URL, pid) once it is ready."""
-    import httpx
-
-    port = free_port()
-    env = {
-        **os.environ,
-        "SEPCONV_MODEL_DIR": str(model_dir),
-        "SEPCONV_HOST": "127.0.0.1",
-        "SEPCONV_PORT": str(port),
-        "SEPCONV_LOG_LEVEL": "warning",
-    }
-    serve = Path(sys.executable).with_name("sepconv-serve")
-    with log.open("wb") as sink:
-        process = subprocess.Popen([str(serve)], env=env, stdout=sink, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the server did not become ready; its log:\n{log.read_text()}")
-            time.sleep(0.2)
-        yield url, process.pid
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
 
 
 def run_wrk(url: str, body: Path, requests: int, concurrency: int) -> Figures:
@@ -222,7 +180,8 @@ def main() -> int:
         if not any(model_dir.glob("*/[0-9]*/saved_model.pb")):
             raise SystemExit(f"no models in {model_dir}; train them, or pass --untrained")
         body = sample_png(work / "image.png")
-        with running_server(model_dir, work / "server.log") as (url, pid):
+        with running_service(model_dir, log=work / "server.log") as service:
+            url, pid = service.url, service.pid
             rss_ready = resident_mib(pid)
             warmup = run(url, body, args.warmup, args.concurrency)
             rss_warm = resident_mib(pid)
