@@ -32,6 +32,9 @@ def test_export_saved_model_reloads_without_project_code(tmp_path: Path) -> None
     served = signature(image=tf.constant(images))["probabilities"].numpy()
     np.testing.assert_allclose(served, model(images).numpy(), atol=1e-5)
     assert not list(tmp_path.glob("separable/.*partial"))
+    # Each float32 weight is stored once (an export that tracks variables twice doubles this).
+    stored = sum(p.stat().st_size for p in (target / "variables").glob("variables.data-*"))
+    assert stored < 1.1 * 4 * 174_821
 
 
 def test_exported_models_fixture_has_metadata(exported_models: Path) -> None:

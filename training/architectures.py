@@ -91,7 +91,7 @@ def _convolution(
     # Keras computes the depthwise kernel's fan-in as 3*3*channels although each filter sees
     # only 3*3 inputs, so its default Glorot init shrinks the signal about sqrt(channels)-fold
     # per layer: after six layers the softmax input is ~0 and training sits at chance (seen
-    # here: 10% accuracy after a full epoch). LeCun scaling by the true fan-in of the depthwise
+    # here: 10% accuracy for ten full epochs). LeCun scaling by the true fan-in of the depthwise
     # step keeps the signal alive; everything else keeps Keras' defaults (a He-scaled pointwise
     # step trained the same and generalised slightly worse here: 68.8% against 69.0%). The
     # architecture and parameter counts are untouched.

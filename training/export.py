@@ -33,21 +33,26 @@ def version_dir(out_dir: Path, name: str, version: int) -> Path:
 def export_saved_model(model: keras.Model, path: Path) -> None:
     """Write ``model`` as a SavedModel with the ``image`` -> ``probabilities`` signature.
 
-    The folder is written beside the target and renamed into place, so a crash mid-export never
-    leaves a half-written version for the service to load.
+    The root holds the model's variables once (Keras' ``ExportArchive`` stored every variable
+    twice, doubling the files) as ``variables`` and ``trainable_variables``, plus the serving
+    function. The folder is written beside the target and renamed into place, so a crash
+    mid-export never leaves a half-written version for the service to load.
     """
-    archive = keras.export.ExportArchive()
-    archive.track(model)
 
-    @tf.function(input_signature=[tf.TensorSpec([None, *INPUT_SHAPE], tf.float32, name=INPUT_NAME)])
+    @tf.function(
+        input_signature=[tf.TensorSpec([None, *INPUT_SHAPE], tf.float32, name=INPUT_NAME)]
+    )
     def serve(image: tf.Tensor) -> dict[str, tf.Tensor]:
         return {OUTPUT_NAME: model(image, training=False)}
 
-    archive.add_endpoint(SIGNATURE_NAME, serve)
+    root = tf.train.Checkpoint()
+    root.variables = [weight.value for weight in model.weights]
+    root.trainable_variables = [weight.value for weight in model.trainable_weights]
+    root.serve = serve
     staging = path.with_name(f".{path.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     path.parent.mkdir(parents=True, exist_ok=True)
-    archive.write_out(str(staging), verbose=False)
+    tf.saved_model.save(root, str(staging), signatures={SIGNATURE_NAME: serve})
     if path.exists():
         shutil.rmtree(path)
     staging.rename(path)
