@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from training.architectures import DepthwiseSeparableConv2D, build_model
+from training.architectures import DepthwiseSeparableConv2D, build_model, with_input_scale
 
 REGULAR_LAYER_PARAMETERS = [1792, 36928, 73856, 147584, 295168, 590080, 40970]
 SEPARABLE_LAYER_PARAMETERS = [283, 4736, 8896, 17664, 34176, 68096, 40970]
@@ -82,3 +82,26 @@ def test_depthwise_separable_layer_applies_activation() -> None:
     layer = DepthwiseSeparableConv2D(4, 3, activation="relu")
     outputs = layer(np.random.default_rng(0).normal(size=(1, 6, 6, 3)).astype(np.float32))
     assert float(np.min(outputs)) >= 0.0
+
+
+@pytest.mark.parametrize("architecture", ["regular", "separable"])
+def test_with_input_scale_keeps_the_function(architecture: str) -> None:
+    keras.utils.set_random_seed(3)
+    raw = build_model(architecture, input_scale=1.0)  # type: ignore[arg-type]
+    rng = np.random.default_rng(0)
+    raw.set_weights([w + rng.normal(0, 0.01, w.shape).astype(w.dtype) for w in raw.get_weights()])
+    folded = with_input_scale(raw, architecture)  # type: ignore[arg-type]
+    assert float(folded.get_layer("rescale").scale) == pytest.approx(1 / 255)
+    assert folded.count_params() == raw.count_params()
+    images = rng.integers(0, 256, (8, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(folded(images).numpy(), raw(images).numpy(), atol=5e-5)
+    # Only the kernel that meets the pixels changes, by exactly the ratio of the scales.
+    np.testing.assert_allclose(
+        folded.get_layer("block1_conv1").get_weights()[0],
+        raw.get_layer("block1_conv1").get_weights()[0] * 255,
+        rtol=1e-6,
+    )
+    np.testing.assert_array_equal(
+        folded.get_layer("probabilities").get_weights()[0],
+        raw.get_layer("probabilities").get_weights()[0],
+    )

@@ -39,9 +39,7 @@ def export_saved_model(model: keras.Model, path: Path) -> None:
     mid-export never leaves a half-written version for the service to load.
     """
 
-    @tf.function(
-        input_signature=[tf.TensorSpec([None, *INPUT_SHAPE], tf.float32, name=INPUT_NAME)]
-    )
+    @tf.function(input_signature=[tf.TensorSpec([None, *INPUT_SHAPE], tf.float32, name=INPUT_NAME)])
     def serve(image: tf.Tensor) -> dict[str, tf.Tensor]:
         return {OUTPUT_NAME: model(image, training=False)}
 

@@ -12,12 +12,19 @@ import shutil
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from training.architectures import ARCHITECTURES, Architecture, build_model
+from training.architectures import (
+    ARCHITECTURES,
+    UNIT_SCALE,
+    Architecture,
+    build_model,
+    with_input_scale,
+)
 from training.data import Cifar10, load_cifar10
 from training.evaluation import evaluate_predictions, predict_in_batches
 from training.export import build_metadata, export_saved_model, version_dir, write_metadata
@@ -25,6 +32,8 @@ from training.history import BestWeights, HistoryRecorder, ResumableEarlyStoppin
 from training.plots import plot_accuracy
 
 HISTORY_FILE = "history.json"
+InputScale = Literal["raw", "unit"]
+TRAINING_SCALES: dict[str, float] = {"raw": 1.0, "unit": UNIT_SCALE}
 FIGURE_FILE = "accuracy.png"
 
 
@@ -38,6 +47,11 @@ class TrainingConfig:
     early_stopping: int | None = None
     seed: int = 0
     version: int = 1
+    # "raw": train on 0-255 pixels as the tutorial did; the exported model still scales its
+    # input to [0, 1] inside (the 1/255 is folded into the first layer). "unit": train on
+    # [0, 1] pixels. With Keras' default initialisers the separable network only trains on
+    # raw pixels: on [0, 1] its signal vanishes through the six separable layers.
+    input_scale: InputScale = "raw"
     checkpoint_dir: Path = Path.home() / ".cache" / "sepconv-serve" / "checkpoints"
 
 
@@ -56,7 +70,7 @@ def train_one(
     keras.utils.set_random_seed(config.seed)
     run_dir = checkpoint_run_dir(architecture, data, config)
     with distribution_strategy().scope():
-        model = build_model(architecture)
+        model = build_model(architecture, input_scale=TRAINING_SCALES[config.input_scale])
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
             loss="sparse_categorical_crossentropy",
@@ -94,11 +108,13 @@ def train_one(
     print(f"{architecture}: test accuracy {evaluation['test_accuracy']:.4f}")
 
     target = version_dir(out_dir, architecture, config.version)
-    export_saved_model(model, target)
-    _check_export(model, target, data.test_images[:64])
+    exported = with_input_scale(model, architecture)
+    _check_same_function(model, exported, data.test_images[:256])
+    export_saved_model(exported, target)
+    _check_export(exported, target, data.test_images[:64])
     seconds = [e["seconds"] for e in history.epochs]
     metadata = build_metadata(
-        model,
+        exported,
         name=architecture,
         version=config.version,
         architecture=architecture,
@@ -138,7 +154,20 @@ def _recipe(config: TrainingConfig) -> dict[str, object]:
         "max_epochs": config.epochs,
         "early_stopping_patience": config.early_stopping,
         "seed": config.seed,
+        "training_input": config.input_scale,
     }
+
+
+def _check_same_function(trained: keras.Model, exported: keras.Model, images: np.ndarray) -> None:
+    """Folding the input scale into the first layer must not change the predictions."""
+    batch = images.astype(np.float32)
+    difference = float(
+        np.abs(
+            trained(batch, training=False).numpy() - exported(batch, training=False).numpy()
+        ).max(initial=0.0)
+    )
+    if difference > 1e-4:
+        raise RuntimeError(f"folding the input scale changed the output by {difference:.2e}")
 
 
 def _check_export(model: keras.Model, path: Path, images: np.ndarray) -> None:
@@ -207,6 +236,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="where per-epoch checkpoints live; a rerun resumes from them",
     )
     parser.add_argument(
+        "--input-scale",
+        choices=list(TRAINING_SCALES),
+        default=defaults.input_scale,
+        help="pixels seen in training: raw 0-255 (the tutorial's, default) or unit [0, 1]; "
+        "the exported model takes raw pixels either way",
+    )
+    parser.add_argument(
         "--fresh", action="store_true", help="discard this run's checkpoints instead of resuming"
     )
     parser.add_argument(
@@ -228,6 +264,7 @@ def run(args: argparse.Namespace) -> int:
         early_stopping=args.early_stopping,
         seed=args.seed,
         version=args.version,
+        input_scale=args.input_scale,
         checkpoint_dir=args.checkpoint_dir.expanduser(),
     )
     data = load_cifar10(args.data)
