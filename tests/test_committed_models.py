@@ -12,11 +12,11 @@ import tensorflow as tf
 MODELS = Path(__file__).resolve().parent.parent / "models"
 EXPECTED_PARAMETERS = {"regular": 1_186_378, "separable": 174_821}
 MINIMUM_TEST_ACCURACY = 0.73
-# The shipped separable network reached 0.6904 on the JPEG test split, short of the 0.73 target
+# The shipped separable network reached 0.6989 on the JPEG test split, short of the 0.73 target
 # (the tutorial reports 0.746): kept visible as a strict expected failure until a model that
 # meets the target is shipped, rather than lowering the bar.
 SEPARABLE_SHORT_OF_TARGET = pytest.mark.xfail(
-    strict=True, reason="separable reached 0.6904 < 0.73 (see README, Results)"
+    strict=True, reason="separable reached 0.6989 < 0.73 (see README, Results)"
 )
 
 
