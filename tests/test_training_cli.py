@@ -46,7 +46,10 @@ def test_sepconv_train_end_to_end_both_models(tmp_path: Path) -> None:
         assert sum(int(np.prod(v.shape)) for v in loaded.variables) == parameters
         metadata = json.loads((version / "metadata.json").read_text())
         assert metadata["epochs"] == 1 and metadata["seconds_per_epoch"] > 0
-        assert metadata["training"]["training_input"] == "raw"
+        # Each architecture trains on its own default input scale (raw pixels for separable).
+        assert (
+            metadata["training"]["training_input"] == {"regular": "unit", "separable": "raw"}[name]
+        )
         assert 0.0 <= metadata["test_accuracy"] <= 1.0
         assert len(metadata["confusion_matrix"]) == 10
         assert sum(map(sum, metadata["confusion_matrix"])) == 50
