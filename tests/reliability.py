@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import struct
 import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,25 +15,13 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from service.main import create_app
-from service.settings import Settings
+from tests.service_fixtures import READY_TIMEOUT_S, ready_client
+
+__all__ = ["ready_client"]  # shared with tests/service_fixtures.py, re-exported for the suites
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-READY_TIMEOUT_S = 120.0
 # Text that would mean a stack trace leaked into an answer.
 TRACE_MARKERS = ("Traceback", 'File "')
-
-
-def wait_until_ready(client: TestClient | httpx.Client, timeout_s: float = READY_TIMEOUT_S) -> None:
-    """Poll ``/health/ready`` until it answers 200, or fail with its last answer."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        response = client.get("/health/ready")
-        if response.status_code == 200:
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"not ready within {timeout_s:g} s: {response.status_code} {response.text}")
-        time.sleep(0.05)
 
 
 def wait_until_loaded(client: TestClient, timeout_s: float = READY_TIMEOUT_S) -> dict[str, Any]:
@@ -49,14 +36,6 @@ def wait_until_loaded(client: TestClient, timeout_s: float = READY_TIMEOUT_S) ->
         if time.monotonic() > deadline:
             pytest.fail(f"models still loading after {timeout_s:g} s: {response.text}")
         time.sleep(0.05)
-
-
-@contextlib.contextmanager
-def ready_client(settings: Settings) -> Iterator[TestClient]:
-    """A TestClient on ``create_app(settings)``, lifespan running and every model ready."""
-    with TestClient(create_app(settings)) as client:
-        wait_until_ready(client)
-        yield client
 
 
 def assert_error(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Annotated, Any
+from typing import Annotated
 
 import numpy as np
 import numpy.typing as npt
@@ -16,7 +16,7 @@ from service.engines import Engine
 from service.errors import ApiError
 from service.imaging import decode_image
 from service.registry import ModelEntry
-from service.routes.predict import ERRORS
+from service.routes.predict import ERRORS, UPLOAD_BODY
 from service.schemas import CompareResponse
 from service.uploads import read_one_image
 
@@ -38,20 +38,6 @@ RuntimesQuery = Annotated[
         "runtime); naming both puts each model's runtimes side by side",
     ),
 ]
-_UPLOAD: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {"file": {"type": "string", "format": "binary"}},
-                }
-            }
-        },
-    }
-}
 
 
 def _select(state: StateDep, models: str) -> list[ModelEntry]:
@@ -149,7 +135,7 @@ async def compare_synthetic(
     )
 
 
-@router.post("", response_model=CompareResponse, responses=ERRORS, openapi_extra=_UPLOAD)
+@router.post("", response_model=CompareResponse, responses=ERRORS, openapi_extra=UPLOAD_BODY)
 async def compare_upload(
     request: Request,
     state: StateDep,

@@ -25,17 +25,22 @@ ModelQuery = Annotated[str, Query(max_length=128, description="A model name, or 
 TopKQuery = Annotated[int, Query(ge=1, le=10, description="How many top classes to list")]
 PreviewQuery = Annotated[bool, Query(description="Include the 32x32 input as a PNG data URL")]
 
+_FILE_FIELD: dict[str, Any] = {
+    "schema": {
+        "type": "object",
+        "required": ["file"],
+        "properties": {"file": {"type": "string", "format": "binary"}},
+    }
+}
+# The OpenAPI request bodies: routes read uploads themselves (to cap and time them).
+UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {"required": True, "content": {"multipart/form-data": _FILE_FIELD}}
+}
 _IMAGE_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {"file": {"type": "string", "format": "binary"}},
-                }
-            },
+            "multipart/form-data": _FILE_FIELD,
             "image/*": {"schema": {"type": "string", "format": "binary"}},
         },
     }
