@@ -31,7 +31,7 @@ async def _load_models(state: ServiceState) -> None:
     settings = state.settings
     await asyncio.to_thread(
         configure_tensorflow,
-        settings.intra_op_threads,
+        settings.threads_per_worker,
         settings.inter_op_threads,
         settings.gpu_memory_growth,
     )
@@ -89,6 +89,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.shield(loading), timeout=60)
         await state.inference.stop()
+        state.metrics.close()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -100,7 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.model_names,
         settings.runtime,
         warmup_runs=settings.warmup_runs,
-        threads=settings.intra_op_threads,
+        threads=settings.threads_per_worker,
     )
     state = ServiceState(
         settings=settings,

@@ -1,10 +1,25 @@
-"""Prometheus metrics of one app instance (its own registry, so test apps never collide)."""
+"""Prometheus metrics of one app instance (its own registry, so test apps never collide).
+
+With several server processes (``SEPCONV_WORKERS`` > 1) ``sepconv-serve`` sets
+``PROMETHEUS_MULTIPROC_DIR`` before the workers start; prometheus-client then keeps every value
+in a file there, and any worker's ``/metrics`` answers the sum over all of them.
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 LATENCY_BUCKETS = (
     0.0005,
@@ -59,11 +74,14 @@ class ServiceMetrics:
             buckets=BATCH_BUCKETS,
             registry=self.registry,
         )
+        # The multiprocess modes only apply with several workers: queues add up over the live
+        # workers; model facts are the same in each, so the live maximum is the fact.
         self.queue_depth = Gauge(
             "sepconv_queue_depth",
             "Images waiting for an engine call by model",
             ["model"],
             registry=self.registry,
+            multiprocess_mode="livesum",
         )
         self.rejected = Counter(
             "sepconv_overloaded",
@@ -76,11 +94,33 @@ class ServiceMetrics:
             "1 for each known model, labelled with its facts",
             ["model", "version", "architecture", "runtime", "device", "status"],
             registry=self.registry,
+            multiprocess_mode="livemax",
         )
         self.model_parameters = Gauge(
-            "sepconv_model_parameters", "Parameters by model", ["model"], registry=self.registry
+            "sepconv_model_parameters",
+            "Parameters by model",
+            ["model"],
+            registry=self.registry,
+            multiprocess_mode="livemax",
         )
 
     def observe_batch(self, model: str, batch_size: int, latency_ms: float) -> None:
         self.inference_latency.labels(model).observe(latency_ms / 1000.0)
         self.batch_size.labels(model).observe(batch_size)
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format: this process's metrics, or every worker's, summed."""
+        if not multiprocess_mode():
+            return generate_latest(self.registry)
+        combined = CollectorRegistry()
+        multiprocess.MultiProcessCollector(combined)
+        return generate_latest(combined)
+
+    def close(self) -> None:
+        """A worker that stops takes its live gauges out of the sums."""
+        if multiprocess_mode():
+            multiprocess.mark_process_dead(os.getpid())
+
+
+def multiprocess_mode() -> bool:
+    return bool(os.environ.get(MULTIPROCESS_DIR_ENV))

@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.engines import available_cpus
+
 MiB = 1024 * 1024
 
 
@@ -45,7 +47,16 @@ class Settings(BaseSettings):
     batch_timeout_ms: float = Field(2.0, ge=0, le=1000)
     max_queue: int = Field(256, ge=1)
 
-    intra_op_threads: int = Field(0, ge=0, description="0 = the CPUs available to the process")
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Server processes, each with its own copy of the models; more than one "
+        "spreads the Python side of serving over several cores (metrics are summed over them)",
+    )
+    intra_op_threads: int = Field(
+        0, ge=0, description="0 = the CPUs available to the process, shared among the workers"
+    )
     inter_op_threads: int = Field(0, ge=0, description="0 = let TensorFlow choose")
     gpu_memory_growth: bool = True
     warmup_runs: int = Field(3, ge=0)
@@ -54,6 +65,11 @@ class Settings(BaseSettings):
         30.0, gt=0, description="Wall-time budget of one /compare run; it stops early past it"
     )
     graceful_timeout_s: float = Field(20.0, ge=0)
+
+    @property
+    def threads_per_worker(self) -> int:
+        """Intra-op threads of each worker's engines: the configured count, or a fair share."""
+        return self.intra_op_threads or max(1, available_cpus() // self.workers)
 
     @property
     def model_names(self) -> list[str] | None:

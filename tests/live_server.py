@@ -1,12 +1,17 @@
-"""A real uvicorn serving the app on a free loopback port, in a background thread."""
+"""A real uvicorn serving the app on a free loopback port: in a thread, or as ``sepconv-serve``."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import uvicorn
@@ -47,3 +52,59 @@ def live_server(settings: Settings, ready_timeout_s: float = 90.0) -> Iterator[s
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+SERVE = Path(sys.executable).with_name("sepconv-serve")
+
+
+@dataclass
+class ServeProcess:
+    """The real ``sepconv-serve`` command running in a child process."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+
+@contextmanager
+def serve_process(
+    model_dir: Path, log: Path, env: dict[str, str], ready_timeout_s: float = 120.0
+) -> Iterator[ServeProcess]:
+    """``sepconv-serve`` on ``model_dir``, yielded once ready; killed if still up afterwards."""
+    assert SERVE.is_file(), f"{SERVE} is missing; install the project: pip install -e '.[dev]'"
+    port = free_port()
+    full_env = {
+        **os.environ,
+        "SEPCONV_MODEL_DIR": str(model_dir),
+        "SEPCONV_PORT": str(port),
+        "SEPCONV_WARMUP_RUNS": "1",
+        **env,
+    }
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [str(SERVE)], env=full_env, stdout=sink, stderr=subprocess.STDOUT
+        )
+    started = ServeProcess(process, port, log)
+    try:
+        deadline = time.monotonic() + ready_timeout_s
+        while True:
+            assert process.poll() is None, f"server exited early:\n{started.output()}"
+            try:
+                if httpx.get(f"{started.url}/health/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, f"not ready in time:\n{started.output()}"
+            time.sleep(0.2)
+        yield started
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)

@@ -2,75 +2,30 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.live_server import free_port
+from tests.live_server import ServeProcess, serve_process
 
 pytestmark = pytest.mark.network
 
 GRACE_S = 10.0
-READY_TIMEOUT_S = 120.0
-SERVE = Path(sys.executable).with_name("sepconv-serve")
-
-
-@dataclass
-class Server:
-    process: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
 
 
 @pytest.fixture
-def server(exported_models: Path, tmp_path: Path) -> Iterator[Server]:
+def server(exported_models: Path, tmp_path: Path) -> Iterator[ServeProcess]:
     """``sepconv-serve`` on the test models, as a container would start it; killed if still up."""
-    assert SERVE.is_file(), f"{SERVE} is missing; install the project: pip install -e '.[dev]'"
-    port = free_port()
-    env = {
-        **os.environ,
-        "SEPCONV_MODEL_DIR": str(exported_models),
-        "SEPCONV_PORT": str(port),
-        "SEPCONV_GRACEFUL_TIMEOUT_S": str(GRACE_S),
-        "SEPCONV_WARMUP_RUNS": "1",
-    }
-    log = tmp_path / "server.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen([str(SERVE)], env=env, stdout=sink, stderr=subprocess.STDOUT)
-    started = Server(process, port, log)
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            assert process.poll() is None, f"server exited early:\n{started.output()}"
-            try:
-                if httpx.get(f"{started.url}/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"not ready in time:\n{started.output()}"
-            time.sleep(0.2)
+    with serve_process(
+        exported_models, tmp_path / "server.log", {"SEPCONV_GRACEFUL_TIMEOUT_S": str(GRACE_S)}
+    ) as started:
         yield started
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
 
 
 def refuses_connections(port: int) -> bool:
@@ -81,7 +36,7 @@ def refuses_connections(port: int) -> bool:
         return True
 
 
-def test_sigterm_finishes_in_flight_requests_then_exits_zero(server: Server) -> None:
+def test_sigterm_finishes_in_flight_requests_then_exits_zero(server: ServeProcess) -> None:
     answers: list[httpx.Response | Exception] = []
 
     def compare() -> None:

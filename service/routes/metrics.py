@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from service.deps import StateDep
 
@@ -15,4 +15,4 @@ async def metrics(state: StateDep) -> Response:
     """Requests, latencies, batch sizes, queue depth and model facts, for Prometheus."""
     for name, batcher in state.inference.batchers.items():
         state.metrics.queue_depth.labels(name).set(batcher.depth)
-    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
