@@ -96,13 +96,21 @@ def error_response(
     headers: dict[str, str] | None = None,
     details: dict[str, Any] | None = None,
 ) -> JSONResponse:
+    return envelope(
+        ApiError(status_code, code, message, headers=headers, details=details),
+        request_id_of(request),
+    )
+
+
+def envelope(error: ApiError, request_id: str | None) -> JSONResponse:
+    """The answer to ``error``: its status and headers, the envelope as the body."""
     body = ErrorResponse(
         error=ErrorDetail(
-            code=code, message=message, request_id=request_id_of(request), details=details
+            code=error.code, message=error.message, request_id=request_id, details=error.details
         )
     )
     return JSONResponse(
-        body.model_dump(exclude_none=True), status_code=status_code, headers=headers
+        body.model_dump(exclude_none=True), status_code=error.status_code, headers=error.headers
     )
 
 

@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from service.deps import ServiceState
 from service.engines import configure_tensorflow
 from service.errors import install_error_handlers
+from service.fast_path import FastPredictPath
 from service.inference import InferenceService
 from service.metrics import ServiceMetrics
 from service.middleware import RequestContextMiddleware
@@ -117,6 +118,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.sepconv = state
     install_error_handlers(app)
+    # Added first, so it runs inside the request context (ids, limits, metrics, access log).
+    app.add_middleware(FastPredictPath, state=state)
     app.add_middleware(
         RequestContextMiddleware,
         metrics=metrics_,
