@@ -94,7 +94,11 @@ class InferenceService:
     ) -> list[ModelPrediction]:
         """Every selected model's prediction for one 32x32x3 image, in registry order."""
         self.ensure_capacity(entries, 1)
-        results = await asyncio.gather(*(self._submit(e.name, pixels) for e in entries))
+        if len(entries) == 1:
+            # One model (the hot path of ?model=NAME): no gather, which costs a task per model.
+            results = [await self._submit(entries[0].name, pixels)]
+        else:
+            results = list(await asyncio.gather(*(self._submit(e.name, pixels) for e in entries)))
         return [
             to_prediction(entry, result, top_k)
             for entry, result in zip(entries, results, strict=True)

@@ -44,7 +44,12 @@ class Settings(BaseSettings):
     body_timeout_s: float = Field(30.0, gt=0, description="Deadline to receive a request body")
 
     max_batch_size: int = Field(32, ge=1, le=1024)
-    batch_timeout_ms: float = Field(2.0, ge=0, le=1000)
+    batch_timeout_ms: float = Field(
+        0.0,
+        ge=0,
+        le=1000,
+        description="How long a batch waits for more images; 0 = take what is queued and go",
+    )
     max_queue: int = Field(256, ge=1)
 
     workers: int = Field(
