@@ -7,12 +7,13 @@ while it streams in (not only by its Content-Length), and it costs little per re
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import re
+import secrets
 import sys
 import time
-import uuid
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -22,6 +23,21 @@ from service.metrics import ServiceMetrics
 
 logger = logging.getLogger("sepconv.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class RequestIds:
+    """Unique 32-hex-digit ids: a random prefix per process and a counter.
+
+    As unique as ``uuid4().hex`` for this purpose, without a system call for 16 random bytes on
+    every request.
+    """
+
+    def __init__(self) -> None:
+        self._prefix = secrets.token_hex(10)
+        self._counter = itertools.count()
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter) & 0xFFFF_FFFF_FFFF:012x}"
 
 
 def _endpoint(scope: Scope) -> str:
@@ -40,6 +56,7 @@ class RequestContextMiddleware:
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.body_timeout_s = body_timeout_s
+        self.request_ids = RequestIds()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -48,7 +65,7 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         headers = dict(scope.get("headers") or [])
         given = headers.get(b"x-request-id", b"").decode("latin-1")
-        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        request_id = given if _REQUEST_ID.match(given) else self.request_ids.next()
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500
         response_started = False
