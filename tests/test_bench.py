@@ -30,6 +30,8 @@ def test_sepconv_bench_reports_engine_and_http(
             "--duration",
             "1",
             "--skip-naive",
+            "--workers",
+            "2",
             "--out",
             str(out),
         ]
@@ -46,9 +48,11 @@ def test_sepconv_bench_reports_engine_and_http(
         assert 0 < row["p50_ms"] <= row["p99_ms"]
         assert row["share_of_engine"] > 0
     assert results["ceiling_rps"] > 0
+    assert results["service"]["workers"] == 2
     assert (out / "bench.png").stat().st_size > 10_000
     printed = capsys.readouterr().out
     assert "Engine (in process, no HTTP)" in printed and "of engine" in printed
+    assert "HTTP (2 server processes; " in printed
 
 
 @pytest.mark.network

@@ -57,6 +57,12 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "--skip-naive", action="store_true", help="skip timing the model.predict() baseline"
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="server processes of the service it starts (default: one per available CPU)",
+    )
+    parser.add_argument(
         "--service-env",
         action="append",
         default=[],
@@ -113,6 +119,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     body = _sample_image()
     extra_env = dict(item.split("=", 1) for item in args.service_env)
+    if args.url is None:
+        workers = args.workers or available_cpus()
+        extra_env.setdefault("SEPCONV_WORKERS", str(workers))
+        results["service"] = {"workers": int(extra_env["SEPCONV_WORKERS"]), "url": None}
+    else:
+        results["service"] = {"workers": None, "url": args.url}
     service = (
         _started(model_dir, extra_env)
         if args.url is None

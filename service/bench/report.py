@@ -16,9 +16,14 @@ def format_table(results: dict[str, Any]) -> str:
             f"{row['model']:<10} {row['runtime']:<12} {row['batch_size']:>5} "
             f"{row['latency_ms_p50']:>8.2f} {row['images_per_second']:>10.1f}"
         )
+    workers = results.get("service", {}).get("workers")
+    served_by = (
+        f"{workers} server process{'es' if workers != 1 else ''}" if workers else "given service"
+    )
     lines += [
         "",
-        f"HTTP ({results['generator']}; ceiling {results['ceiling_rps']:.0f} req/s "
+        f"HTTP ({served_by}; "
+        f"{results['generator']}; ceiling {results['ceiling_rps']:.0f} req/s "
         "against GET /health/live)",
         f"{'model':<10} {'conc':>5} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} "
         f"{'p99 ms':>8} {'non-200':>8} {'errors':>7} {'of engine':>9}",
