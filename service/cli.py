@@ -29,7 +29,6 @@ def serve_main() -> None:
     import uvicorn
 
     from service.logs import configure_logging
-    from service.main import create_app
     from service.settings import get_settings
 
     settings = get_settings()
@@ -40,10 +39,13 @@ def serve_main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     options = _uvicorn_options(settings)
     if settings.workers == 1:
+        from service.main import create_app
+
         uvicorn.run(create_app(settings), **options)
         return
     # Several workers: uvicorn's supervisor spawns fresh interpreters that each build the app
-    # from the same environment, forwards SIGTERM to them and restarts one that dies.
+    # from the same environment, forwards SIGTERM to them and restarts one that dies. The
+    # supervisor itself never imports the app, and so neither TensorFlow (about 600 MB).
     with _shared_metrics_dir():
         uvicorn.run(
             "service.cli:worker_app",
