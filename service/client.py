@@ -5,7 +5,9 @@
         print(answer.predictions[0].label)
 
 Images may be a path, bytes or a PIL image. 503 answers (OVERLOADED, NOT_READY) are retried
-after their ``Retry-After`` delay, a bounded number of times.
+after their ``Retry-After`` delay, and a connection the server closed without an answer (a
+worker retiring just as it accepted it) is retried at once; both a bounded number of times.
+Every endpoint is free of side effects, so a retried request never does anything twice.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ from service.schemas import (
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 MAX_RETRY_DELAY_S = 10.0
+# The connection broke before any answer came: the server may have closed it while shutting
+# down a worker. Not retried: connection refused (nothing listens there) and timeouts.
+BROKEN_CONNECTION = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+BROKEN_CONNECTION_DELAY_S = 0.05
 ImageInput = str | Path | bytes | Image.Image
 T = TypeVar("T", bound=BaseModel)
 
@@ -169,7 +175,13 @@ class SepconvClient:
 
     def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         for attempt in range(self.max_retries + 1):
-            response = self._http.request(method, url, **kwargs)
+            try:
+                response = self._http.request(method, url, **kwargs)
+            except BROKEN_CONNECTION:
+                if attempt == self.max_retries:
+                    raise
+                time.sleep(BROKEN_CONNECTION_DELAY_S)
+                continue
             delay = _retry_delay(response, attempt)
             if delay is None or attempt == self.max_retries:
                 return response
@@ -255,7 +267,13 @@ class AsyncSepconvClient:
 
     async def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         for attempt in range(self.max_retries + 1):
-            response = await self._http.request(method, url, **kwargs)
+            try:
+                response = await self._http.request(method, url, **kwargs)
+            except BROKEN_CONNECTION:
+                if attempt == self.max_retries:
+                    raise
+                await asyncio.sleep(BROKEN_CONNECTION_DELAY_S)
+                continue
             delay = _retry_delay(response, attempt)
             if delay is None or attempt == self.max_retries:
                 return response

@@ -83,6 +83,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     state: ServiceState = app.state.sepconv
     loading = asyncio.create_task(_load_models(state), name="load-models")
     loading.add_done_callback(lambda task: _report_load_failure(state, task))
+    if state.settings.workers > 1:
+        # One of several workers starts accepting connections only once its models are
+        # loaded: the others serve meanwhile, nothing meets a 503 NOT_READY from a worker that
+        # is still loading, and uvicorn's supervisor can replace the workers one at a time
+        # (SIGHUP) without refusing a request. A lone process answers /health at once instead.
+        await asyncio.wait({loading})
     try:
         yield
     finally:

@@ -109,6 +109,48 @@ def test_client_retries_503_after_retry_after() -> None:
     assert len(calls) == 2
 
 
+def _breaks_then_answers(breaks: int, error: Exception) -> tuple[httpx.MockTransport, list[int]]:
+    calls: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        if len(calls) <= breaks:
+            raise error
+        return httpx.Response(200, json={"models": [], "count": 0})
+
+    return httpx.MockTransport(handler), calls
+
+
+def test_client_retries_a_connection_closed_without_an_answer() -> None:
+    closed = httpx.RemoteProtocolError("Server disconnected without sending a response.")
+    transport, calls = _breaks_then_answers(2, closed)
+    http = httpx.Client(base_url="http://sepconv.test", transport=transport)
+    assert SepconvClient(http_client=http, max_retries=2).models() == []
+    assert len(calls) == 3
+
+    transport, calls = _breaks_then_answers(2, closed)
+    http = httpx.Client(base_url="http://sepconv.test", transport=transport)
+    with pytest.raises(httpx.RemoteProtocolError):
+        SepconvClient(http_client=http, max_retries=1).models()
+    assert len(calls) == 2
+
+    async def run() -> None:
+        transport, calls = _breaks_then_answers(1, httpx.ReadError("connection reset"))
+        http = httpx.AsyncClient(base_url="http://sepconv.test", transport=transport)
+        assert await AsyncSepconvClient(http_client=http).models() == []
+        assert len(calls) == 2
+
+    asyncio.run(run())
+
+
+def test_client_does_not_retry_a_refused_connection() -> None:
+    transport, calls = _breaks_then_answers(1, httpx.ConnectError("connection refused"))
+    http = httpx.Client(base_url="http://sepconv.test", transport=transport)
+    with pytest.raises(httpx.ConnectError):
+        SepconvClient(http_client=http, max_retries=3).models()
+    assert len(calls) == 1
+
+
 def test_client_against_real_uvicorn(server_url: str) -> None:
     with SepconvClient(server_url) as client:
         answer = client.predict(sample_image(), preview=True)

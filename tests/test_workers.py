@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,10 +49,10 @@ def test_two_workers_serve_and_report_one_sum(workers: tuple[ServeProcess, Path]
     assert len(pids) >= 2, server.output()
 
     image = image_bytes()
-    # A new connection per request lets either worker take it; the client retries the
-    # 503 NOT_READY of a worker still loading, as it would in production.
+    # A new connection per request lets either worker take it. No retries: a worker accepts
+    # connections only once its models are loaded, so none answers 503 NOT_READY.
     for _ in range(REQUESTS):
-        with SepconvClient(server.url, max_retries=20) as client:
+        with SepconvClient(server.url, max_retries=0) as client:
             answer = client.predict(image, model="all")
         assert {p.model for p in answer.predictions} == {"regular", "separable"}
 
@@ -83,3 +85,70 @@ def _alive(pid: int) -> bool:
             return False
         time.sleep(0.1)
     return True
+
+
+def test_sighup_replaces_workers_one_by_one_without_refusing_a_request(
+    exported_models: Path, tmp_path: Path
+) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(exported_models, models)
+    env = {"SEPCONV_WORKERS": "2", "SEPCONV_GRACEFUL_TIMEOUT_S": "5"}
+    with serve_process(models, tmp_path / "server.log", env) as server:
+        before = _serving(server)
+        assert len(before) == 2
+        assert _model_version(server.url, "separable") == 1
+        # A new version on disk is what the replacement workers load.
+        shutil.copytree(models / "separable" / "1", models / "separable" / "2")
+
+        answers: list[str] = []
+        stop = threading.Event()
+
+        def predict_until_stopped() -> None:
+            while not stop.is_set():
+                # A fresh connection each time, so the new workers get some. A worker that
+                # retires closes a connection it accepted but had not read yet; the client
+                # retries that (predictions have no side effects), but never a 503.
+                try:
+                    with SepconvClient(server.url, max_retries=2) as client:
+                        answer = client.predict(image_bytes(), model="separable")
+                    answers.append(answer.predictions[0].model)
+                except Exception as error:  # noqa: BLE001 - reported by the assertion below
+                    answers.append(repr(error))
+
+        client = threading.Thread(target=predict_until_stopped)
+        client.start()
+        try:
+            time.sleep(0.5)
+            server.process.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 120
+            while _serving(server) & before or len(_serving(server)) < 2:
+                assert time.monotonic() < deadline, server.output()
+                time.sleep(0.5)
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            client.join(timeout=60)
+
+        assert answers and set(answers) == {"separable"}, (answers[:20], server.output())
+        # No worker answered while still loading (the retired workers' counts included).
+        metrics = httpx.get(f"{server.url}/metrics", timeout=5).text
+        assert 'endpoint="/predict",method="POST",status="200"' in metrics
+        assert 'status="503"' not in metrics, metrics
+        assert _model_version(server.url, "separable") == 2
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=30) == 0, server.output()
+
+
+def _serving(server: ServeProcess) -> set[int]:
+    """The live uvicorn workers (not the resource tracker) under the supervisor."""
+    return {
+        pid
+        for pid in _worker_pids(server.process.pid)
+        if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    }
+
+
+def _model_version(url: str, name: str) -> int:
+    version = httpx.get(f"{url}/models/{name}", timeout=5).json()["version"]
+    assert isinstance(version, int)
+    return version
