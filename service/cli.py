@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -19,9 +20,12 @@ if TYPE_CHECKING:
 
     from service.settings import Settings
 
-# A worker loading TensorFlow and the models can keep its health-check thread waiting for a
-# while; uvicorn's default of 5 s would have the supervisor kill and restart a healthy worker.
-WORKER_HEALTHCHECK_TIMEOUT_S = 30
+# uvicorn's exit status for a worker that could not start: its supervisor then stops instead of
+# starting the same failure again and again.
+STARTUP_FAILURE = 3
+# Left in the metrics folder by a worker that could not build the app, so that the supervisor
+# exits with STARTUP_FAILURE too rather than 0.
+FAILED_MARKER = "worker-startup-failed"
 
 
 def serve_main() -> None:
@@ -38,33 +42,46 @@ def serve_main() -> None:
     # Docker and Kubernetes expect from a graceful stop.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     options = _uvicorn_options(settings)
-    if settings.workers == 1:
-        from service.main import create_app
+    with _metrics_dir(settings.workers) as folder:
+        if settings.workers == 1:
+            from service.main import create_app
 
-        uvicorn.run(create_app(settings), **options)
-        return
-    # Several workers: uvicorn's supervisor spawns fresh interpreters that each build the app
-    # from the same environment, forwards SIGTERM to them and restarts one that dies. The
-    # supervisor itself never imports the app, and so neither TensorFlow (about 600 MB).
-    with _shared_metrics_dir():
+            uvicorn.run(create_app(settings), **options)
+            return
+        # Several workers: uvicorn's supervisor spawns fresh interpreters that each build the
+        # app from the same environment, forwards SIGTERM to them and restarts one that dies.
+        # The supervisor itself never imports the app, and so neither TensorFlow (~600 MB).
         uvicorn.run(
             "service.cli:worker_app",
             factory=True,
             workers=settings.workers,
-            timeout_worker_healthcheck=WORKER_HEALTHCHECK_TIMEOUT_S,
+            # Also how long a worker may take to load its models when SIGHUP replaces it.
+            timeout_worker_healthcheck=int(settings.worker_start_timeout_s),
             **options,
         )
+        if folder is not None and (folder / FAILED_MARKER).exists():
+            sys.exit(STARTUP_FAILURE)
 
 
 def worker_app() -> FastAPI:
     """The app of one worker process (uvicorn calls this in each of them)."""
     from service.logs import configure_logging
-    from service.main import create_app
     from service.settings import get_settings
 
     settings = get_settings()
     configure_logging(settings.log_level)
-    return create_app(settings)
+    try:
+        from service.main import create_app
+
+        return create_app(settings)
+    except Exception:
+        from service.metrics import MULTIPROCESS_DIR_ENV
+
+        logging.getLogger("sepconv.main").exception("this worker cannot start")
+        folder = os.environ.get(MULTIPROCESS_DIR_ENV)
+        if folder:
+            (Path(folder) / FAILED_MARKER).touch()
+        sys.exit(STARTUP_FAILURE)
 
 
 def _uvicorn_options(settings: Settings) -> dict[str, Any]:
@@ -78,12 +95,14 @@ def _uvicorn_options(settings: Settings) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _shared_metrics_dir() -> Iterator[Path]:
-    """An empty folder for the workers' metric files, named in the environment they inherit.
+def _metrics_dir(workers: int) -> Iterator[Path | None]:
+    """The folder of prometheus-client's multiprocess mode, ready and empty, or None.
 
-    prometheus-client reads ``PROMETHEUS_MULTIPROC_DIR`` when it is imported, so it must be set
-    before any worker starts. A folder the operator named is emptied (old files would add a
-    previous run's counts); one made here is removed afterwards.
+    prometheus-client reads ``PROMETHEUS_MULTIPROC_DIR`` when it is imported and then keeps
+    every value in files there, whatever the worker count. A folder the operator named is
+    created or emptied (old files would add a previous run's counts); with several workers and
+    none named, one is made here, named in the environment the workers inherit, and removed
+    afterwards.
     """
     from service.metrics import MULTIPROCESS_DIR_ENV
 
@@ -91,9 +110,12 @@ def _shared_metrics_dir() -> Iterator[Path]:
     if given:
         folder = Path(given)
         folder.mkdir(parents=True, exist_ok=True)
-        for stale in folder.glob("*.db"):
-            stale.unlink()
+        for stale in [*folder.glob("*.db"), folder / FAILED_MARKER]:
+            stale.unlink(missing_ok=True)
         yield folder
+        return
+    if workers == 1:
+        yield None
         return
     folder = Path(tempfile.mkdtemp(prefix="sepconv-metrics-"))
     os.environ[MULTIPROCESS_DIR_ENV] = str(folder)

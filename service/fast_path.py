@@ -13,6 +13,7 @@ access log apply to both paths alike.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
@@ -24,6 +25,7 @@ from service.errors import ApiError, envelope, missing_file
 from service.prediction import classify, decode_upload, server_timing
 from service.uploads import RAW_TYPES
 
+logger = logging.getLogger("sepconv.errors")
 PATH = "/predict"
 MAX_MODEL_NAME = 128
 MAX_TOP_K = 10
@@ -64,7 +66,10 @@ def parse_query(query_string: bytes) -> PredictQuery | None:
     if not model or len(model) > MAX_MODEL_NAME:
         return None
     top_k_text = seen.get("top_k", "3")
-    if not (top_k_text.isascii() and top_k_text.isdigit()) or not 1 <= int(top_k_text) <= MAX_TOP_K:
+    # Two digits at most: "03" is 3 for both paths, and int() of thousands of digits raises.
+    if not (top_k_text.isascii() and top_k_text.isdigit() and len(top_k_text) <= 2):
+        return None
+    if not 1 <= int(top_k_text) <= MAX_TOP_K:
         return None
     preview_text = seen.get("preview", "false").lower()
     if preview_text not in _TRUE | _FALSE:
@@ -136,6 +141,7 @@ async def _read_body(receive: Receive) -> bytes:
         message = await receive()
         if message["type"] == "http.disconnect":
             # Nobody reads this answer; 499 is what proxies log for a client that hung up.
+            logger.info("client disconnected mid-request")
             raise ApiError(
                 499, "CLIENT_CLOSED_REQUEST", "the client closed the connection mid-request"
             )

@@ -119,7 +119,10 @@ def to_prediction(entry: ModelEntry, result: BatchResult, top_k: int) -> ModelPr
     # Plain floats and a Python sort: for ten values, cheaper than numpy's per-call overhead.
     # Ties keep class order, as a stable argsort would.
     probabilities: list[float] = result.probabilities.tolist()
-    order = sorted(range(len(probabilities)), key=probabilities.__getitem__, reverse=True)
+    ranked = probabilities
+    if any(p != p for p in probabilities):  # NaN, from a broken model: ranked last
+        ranked = [p if p == p else -1.0 for p in probabilities]
+    order = sorted(range(len(ranked)), key=ranked.__getitem__, reverse=True)
     best = order[0]
     return ModelPrediction(
         model=entry.name,

@@ -8,7 +8,9 @@ in a file there, and any worker's ``/metrics`` answers the sum over all of them.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from prometheus_client import (
     CollectorRegistry,
@@ -112,6 +114,7 @@ class ServiceMetrics:
         """The Prometheus text format: this process's metrics, or every worker's, summed."""
         if not multiprocess_mode():
             return generate_latest(self.registry)
+        forget_dead_workers(Path(os.environ[MULTIPROCESS_DIR_ENV]))
         combined = CollectorRegistry()
         multiprocess.MultiProcessCollector(combined)
         return generate_latest(combined)
@@ -124,3 +127,29 @@ class ServiceMetrics:
 
 def multiprocess_mode() -> bool:
     return bool(os.environ.get(MULTIPROCESS_DIR_ENV))
+
+
+def forget_dead_workers(folder: Path) -> None:
+    """Drop the live gauges of workers that died without a clean shutdown (killed, OOM).
+
+    A clean shutdown does it itself (``close``); a worker killed outright leaves its files,
+    and its last queue depth would stay in the sum. Counters and histograms are kept: what a
+    dead worker counted still happened.
+    """
+    pids = {int(match.group(1)) for match in map(_LIVE_GAUGE.match, os.listdir(folder)) if match}
+    for pid in pids - {os.getpid()}:
+        if not _alive(pid):
+            multiprocess.mark_process_dead(pid, str(folder))
+
+
+_LIVE_GAUGE = re.compile(r"^gauge_live\w+_(\d+)\.db$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but someone else's
+        return True
+    return True

@@ -59,6 +59,14 @@ class Settings(BaseSettings):
         description="Server processes, each with its own copy of the models; more than one "
         "spreads the Python side of serving over several cores (metrics are summed over them)",
     )
+    # uvicorn uses one timeout for both: a worker replaced on SIGHUP must be ready within it,
+    # and a worker that dies while its supervisor pings it is noticed only after it.
+    worker_start_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="With several workers: how long one may take to load and warm its models "
+        "when SIGHUP replaces it, and to answer its supervisor's health check",
+    )
     intra_op_threads: int = Field(
         0, ge=0, description="0 = the CPUs available to the process, shared among the workers"
     )

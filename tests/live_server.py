@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@contextmanager
+@contextlib.contextmanager
 def live_server(settings: Settings, ready_timeout_s: float = 90.0) -> Iterator[str]:
     """Yield the base URL once ``/health/ready`` answers 200; stop the server afterwards."""
     port = free_port()
@@ -73,7 +74,7 @@ class ServeProcess:
         return self.log.read_text(errors="replace")[-4000:]
 
 
-@contextmanager
+@contextlib.contextmanager
 def serve_process(
     model_dir: Path, log: Path, env: dict[str, str], ready_timeout_s: float = 120.0
 ) -> Iterator[ServeProcess]:
@@ -88,8 +89,13 @@ def serve_process(
         **env,
     }
     with log.open("wb") as sink:
+        # Its own process group, so that cleanup also reaches any worker processes.
         process = subprocess.Popen(
-            [str(SERVE)], env=full_env, stdout=sink, stderr=subprocess.STDOUT
+            [str(SERVE)],
+            env=full_env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     started = ServeProcess(process, port, log)
     try:
@@ -105,6 +111,11 @@ def serve_process(
             time.sleep(0.2)
         yield started
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
+        kill_process_group(process)
+
+
+def kill_process_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL whatever is left of ``process``'s group (a supervisor and its workers)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)

@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +16,13 @@ import httpx
 import pytest
 
 from service.client import SepconvClient
-from tests.live_server import ServeProcess, serve_process
+from tests.live_server import (
+    SERVE,
+    ServeProcess,
+    free_port,
+    kill_process_group,
+    serve_process,
+)
 from tests.service_fixtures import image_bytes
 
 pytestmark = pytest.mark.network
@@ -32,7 +39,12 @@ def workers(exported_models: Path, tmp_path: Path) -> Iterator[tuple[ServeProces
     metrics_dir.mkdir()
     # A stale file from an earlier run must not add its counts to this one.
     (metrics_dir / "counter_1.db").write_bytes(b"stale")
-    env = {"SEPCONV_WORKERS": "2", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    env = {
+        "SEPCONV_WORKERS": "2",
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        # A worker killed while its supervisor pings it is noticed only after this timeout.
+        "SEPCONV_WORKER_START_TIMEOUT_S": "10",
+    }
     with serve_process(exported_models, tmp_path / "server.log", env) as started:
         yield started, metrics_dir
 
@@ -152,3 +164,52 @@ def _model_version(url: str, name: str) -> int:
     version = httpx.get(f"{url}/models/{name}", timeout=5).json()["version"]
     assert isinstance(version, int)
     return version
+
+
+def test_a_killed_worker_is_replaced_and_its_live_gauges_dropped(
+    workers: tuple[ServeProcess, Path],
+) -> None:
+    server, metrics_dir = workers
+    victim = min(_serving(server))
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 120
+    while victim in _serving(server) or len(_serving(server)) < 2:
+        assert time.monotonic() < deadline, server.output()
+        time.sleep(0.2)
+    # The replacement accepts connections once loaded; until then its sibling serves.
+    with SepconvClient(server.url, max_retries=0) as client:
+        assert client.predict(image_bytes(), model="separable").predictions
+
+    text = httpx.get(f"{server.url}/metrics", timeout=5).text
+    assert not list(metrics_dir.glob(f"gauge_live*_{victim}.db"))
+    assert 'sepconv_model_info{architecture="separable"' in text
+
+
+def test_workers_that_cannot_start_stop_the_server_with_status_3(
+    exported_models: Path, tmp_path: Path
+) -> None:
+    # A TensorFlow that fails to import: the supervisor never imports it, only the workers do.
+    broken = tmp_path / "broken" / "tensorflow"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text('raise ImportError("tensorflow is broken here")\n')
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(broken.parent),
+        "SEPCONV_WORKERS": "2",
+        # A worker that dies while its supervisor pings it is noticed after this timeout.
+        "SEPCONV_WORKER_START_TIMEOUT_S": "5",
+        "SEPCONV_MODEL_DIR": str(exported_models),
+        "SEPCONV_PORT": str(free_port()),
+    }
+    log = tmp_path / "server.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [str(SERVE)], env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        status = process.wait(timeout=60)
+    finally:
+        kill_process_group(process)
+    output = log.read_text(errors="replace")
+    assert status == 3, output
+    assert "this worker cannot start" in output and "tensorflow is broken here" in output
