@@ -23,6 +23,9 @@ from training.architectures import CLASS_NAMES
 
 READY_TIMEOUT_S = 120.0
 CLASSES = list(CLASS_NAMES)
+MODELS = ["regular", "separable"]
+PARAMETERS = {"regular": 1186378, "separable": 174821}
+MACS_PER_IMAGE = {"regular": 152805376, "separable": 18295808}
 
 
 def wait_until_ready(client: TestClient, timeout_s: float = READY_TIMEOUT_S) -> None:
@@ -76,3 +79,16 @@ def encode(image: Image.Image, format: str, **options: Any) -> bytes:
 def image_bytes(format: str = "PNG", seed: int = 0, width: int = 40, height: int = 36) -> bytes:
     """A colourful RGB test image in ``format``."""
     return encode(Image.fromarray(sample_pixels(seed, width, height), "RGB"), format)
+
+
+def multipart(data: bytes, name: str = "image.png", content_type: str = "image/png") -> Any:
+    """A ``files=`` argument uploading ``data`` as the multipart field ``file``."""
+    return {"file": (name, data, content_type)}
+
+
+def predict(client: TestClient, data: bytes, **params: Any) -> dict[str, Any]:
+    """``POST /predict`` of ``data`` as multipart; asserts a 200 and returns the answer."""
+    response = client.post("/predict", params=params, files=multipart(data))
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
