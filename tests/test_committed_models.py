@@ -58,3 +58,10 @@ def test_committed_models_folder_is_small_and_has_no_checkpoints() -> None:
     files = [p for p in MODELS.rglob("*") if p.is_file()]
     assert sum(p.stat().st_size for p in files) < 20 * 1024 * 1024
     assert not [p for p in files if ".checkpoints" in p.parts or p.suffix == ".npz"]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_PARAMETERS))
+def test_committed_model_stores_each_weight_once(name: str) -> None:
+    # float32 weights: 4 bytes each, plus a little framing; a doubled export is twice this.
+    data = (MODELS / name / "1" / "variables").glob("variables.data-*")
+    assert sum(p.stat().st_size for p in data) < 1.1 * 4 * EXPECTED_PARAMETERS[name]
