@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.deps import ServiceState
 from service.errors import ApiError, envelope, missing_file
-from service.prediction import classify, decode_upload, server_timing
+from service.prediction import answer_response, classify, decode_upload
 from service.uploads import RAW_TYPES
 
 logger = logging.getLogger("sepconv.errors")
@@ -30,7 +30,7 @@ PATH = "/predict"
 MAX_MODEL_NAME = 128
 MAX_TOP_K = 10
 _TRUE = frozenset({"true", "1", "yes", "on"})
-_FALSE = frozenset({"false", "0", "no", "off"})
+_BOOLEAN = _TRUE | {"false", "0", "no", "off"}
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def parse_query(query_string: bytes) -> PredictQuery | None:
     if not 1 <= int(top_k_text) <= MAX_TOP_K:
         return None
     preview_text = seen.get("preview", "false").lower()
-    if preview_text not in _TRUE | _FALSE:
+    if preview_text not in _BOOLEAN:
         return None
     return PredictQuery(model, int(top_k_text), preview_text in _TRUE)
 
@@ -106,33 +106,23 @@ class FastPredictPath:
             return
         scope["route"] = _PREDICT_ROUTE
         try:
-            await self._predict(query, receive, send)
+            await self._predict(query, scope, receive, send)
         except ApiError as error:
             request_id = scope.get("state", {}).get("request_id")
             await envelope(error, request_id)(scope, receive, send)
 
-    async def _predict(self, query: PredictQuery, receive: Receive, send: Send) -> None:
+    async def _predict(
+        self, query: PredictQuery, scope: Scope, receive: Receive, send: Send
+    ) -> None:
         started = time.perf_counter()
         state = self.state
-        state.inference.select(query.model)  # an unknown model is a 404 before the upload
+        entries = state.inference.select(query.model)  # an unknown model: 404 before the upload
         data = await _read_body(receive)
         decoded, decode_ms = await decode_upload(state, data)
         answer = await classify(
-            state, decoded, decode_ms, query.model, query.top_k, query.preview, started
+            state, decoded, decode_ms, entries, query.top_k, query.preview, started
         )
-        body = answer.model_dump_json(exclude_none=True).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"server-timing", server_timing(answer).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await answer_response(answer)(scope, receive, send)
 
 
 async def _read_body(receive: Receive) -> bytes:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+from starlette.responses import Response
+
 from service.deps import ServiceState
 from service.imaging import (
     DecodedImage,
@@ -16,6 +18,7 @@ from service.imaging import (
     open_image,
     preview_data_url,
 )
+from service.registry import ModelEntry
 from service.schemas import PredictResponse, PredictTiming
 
 # Small files of small canvases decode in well under a millisecond: cheaper on the event loop
@@ -44,13 +47,12 @@ async def classify(
     state: ServiceState,
     decoded: DecodedImage,
     decode_ms: float,
-    model: str,
+    entries: list[ModelEntry],
     top_k: int,
     preview: bool,
     started: float,
 ) -> PredictResponse:
-    """Every selected model's answer for one decoded image (``started``: perf_counter)."""
-    entries = state.inference.select(model)
+    """The answer of every model in ``entries`` for one image (``started``: perf_counter)."""
     predictions = await state.inference.predict(decoded.pixels, entries, top_k)
     return PredictResponse(
         image=decoded.info,
@@ -60,6 +62,16 @@ async def classify(
             decode=round(decode_ms, 3), total=round((time.perf_counter() - started) * 1000.0, 3)
         ),
         preview=preview_data_url(decoded.pixels) if preview else None,
+    )
+
+
+def answer_response(answer: PredictResponse) -> Response:
+    """The 200 answer: serialised once, here (handing FastAPI the object would validate it
+    against the response model again), with the ``Server-Timing`` header."""
+    return Response(
+        answer.model_dump_json(exclude_none=True),
+        media_type="application/json",
+        headers={"Server-Timing": server_timing(answer)},
     )
 
 

@@ -5,26 +5,18 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import uvicorn
 
+from service.bench.server import free_port, wait_until_ready
 from service.main import create_app
 from service.settings import Settings
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -38,17 +30,9 @@ def live_server(settings: Settings, ready_timeout_s: float = 90.0) -> Iterator[s
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + ready_timeout_s
     try:
-        while True:
-            try:
-                if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or not thread.is_alive():
-                raise RuntimeError(f"server on port {port} did not become ready")
-            time.sleep(0.1)
+        if not wait_until_ready(url, thread.is_alive, ready_timeout_s, poll_s=0.1):
+            raise RuntimeError(f"server on port {port} did not become ready")
         yield url
     finally:
         server.should_exit = True
@@ -99,16 +83,8 @@ def serve_process(
         )
     started = ServeProcess(process, port, log)
     try:
-        deadline = time.monotonic() + ready_timeout_s
-        while True:
-            assert process.poll() is None, f"server exited early:\n{started.output()}"
-            try:
-                if httpx.get(f"{started.url}/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"not ready in time:\n{started.output()}"
-            time.sleep(0.2)
+        ready = wait_until_ready(started.url, lambda: process.poll() is None, ready_timeout_s)
+        assert ready, f"not ready (exit status {process.poll()}):\n{started.output()}"
         yield started
     finally:
         kill_process_group(process)

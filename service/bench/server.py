@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +27,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_until_ready(
+    url: str, running: Callable[[], bool], timeout_s: float, poll_s: float = 0.2
+) -> bool:
+    """Poll ``GET url/health/ready`` until it answers 200 (True), or until the server stops
+    running or ``timeout_s`` passes (False)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        if not running() or time.monotonic() > deadline:
+            return False
+        time.sleep(poll_s)
+
+
 @contextmanager
 def running_service(
     model_dir: Path,
@@ -35,8 +54,6 @@ def running_service(
     ready_timeout_s: float = 180.0,
 ) -> Iterator[ServiceProcess]:
     """``python -m service`` on a free loopback port, yielded once ``/health/ready`` is 200."""
-    import httpx
-
     port = free_port()
     env = {
         **os.environ,
@@ -56,17 +73,9 @@ def running_service(
             sink.close()
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + ready_timeout_s
-        while True:
-            try:
-                if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                detail = f"; its log:\n{log.read_text()}" if log is not None else ""
-                raise SystemExit(f"the service did not become ready{detail}")
-            time.sleep(0.2)
+        if not wait_until_ready(url, lambda: process.poll() is None, ready_timeout_s):
+            detail = f"; its log:\n{log.read_text()}" if log is not None else ""
+            raise SystemExit(f"the service did not become ready{detail}")
         yield ServiceProcess(url, process.pid)
     finally:
         process.send_signal(signal.SIGTERM)

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from service.deps import StateDep
-from service.prediction import classify, decode_upload, server_timing
+from service.prediction import answer_response, classify, decode_upload
 from service.schemas import BatchPredictResponse, ErrorResponse, PredictResponse
 from service.uploads import read_images, read_one_image
 
@@ -85,17 +85,11 @@ async def predict(
 ) -> Response:
     """Classify one image with every model (or one), side by side."""
     started = time.perf_counter()
-    state.inference.select(model)  # an unknown model is a 404 before the upload is read
+    entries = state.inference.select(model)  # an unknown model is a 404 before the upload
     data = await read_one_image(request)
     decoded, decode_ms = await decode_upload(state, data)
-    answer = await classify(state, decoded, decode_ms, model, top_k, preview, started)
-    # Serialised once here: handing FastAPI the object would validate it against the
-    # response model again, a fixed cost on every request of the hot path.
-    return Response(
-        answer.model_dump_json(exclude_none=True),
-        media_type="application/json",
-        headers={"Server-Timing": server_timing(answer)},
-    )
+    answer = await classify(state, decoded, decode_ms, entries, top_k, preview, started)
+    return answer_response(answer)
 
 
 @router.post(
@@ -114,16 +108,16 @@ async def predict_batch(
 ) -> BatchPredictResponse:
     """Classify 1-64 images (repeated multipart field ``files``), answers in upload order."""
     started = time.perf_counter()
-    state.inference.select(model)
+    entries = state.inference.select(model)
     limit = state.settings.max_batch_files
     images = await read_images(request, field="files", max_files=limit)
     decoded = [await decode_upload(state, data) for data in images]
     # A batch is taken whole or refused whole (503) before any of it is queued.
-    state.inference.ensure_capacity(state.inference.select(model), len(decoded))
+    state.inference.ensure_capacity(entries, len(decoded))
     # All images go to the batchers at once, so they share engine calls.
     results = await asyncio.gather(
         *(
-            classify(state, image, decode_ms, model, top_k, preview, started)
+            classify(state, image, decode_ms, entries, top_k, preview, started)
             for image, decode_ms in decoded
         )
     )
