@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -11,14 +12,20 @@ from collections.abc import Sequence
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-COMMANDS = ("train", "evaluate", "export-onnx")
+# Each command's module, imported alone: evaluating needs TensorFlow, training may run without.
+COMMAND_MODULES = {
+    "train": "training.train",
+    "evaluate": "training.evaluate",
+    "export-onnx": "training.onnx_export",
+}
+COMMANDS = tuple(COMMAND_MODULES)
 
 
 def _run(command: str, argv: Sequence[str] | None) -> int:
-    from training import evaluate, onnx_export, train
     from training.data import DatasetError
+    from training.history import RunNotFound
 
-    module = {"train": train, "evaluate": evaluate, "export-onnx": onnx_export}[command]
+    module = importlib.import_module(COMMAND_MODULES[command])
     parser = argparse.ArgumentParser(
         prog=f"sepconv-{command}",
         description=(module.__doc__ or "").strip().splitlines()[0],
@@ -27,7 +34,7 @@ def _run(command: str, argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     try:
         return module.run(args)
-    except DatasetError as error:
+    except (DatasetError, RunNotFound) as error:
         print(f"sepconv-{command}: {error}", file=sys.stderr)
         return 2
 

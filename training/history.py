@@ -20,11 +20,25 @@ def read_history(path: Path) -> list[dict[str, float]]:
     return epochs
 
 
-def write_history(path: Path, name: str, epochs: list[dict[str, float]]) -> None:
+def read_trained_on(path: Path) -> str | None:
+    """The machine the epochs in ``path`` were trained on, when the history records it."""
+    if not path.is_file():
+        return None
+    trained_on = json.loads(path.read_text()).get("trained_on")
+    return str(trained_on) if trained_on else None
+
+
+def write_history(
+    path: Path, name: str, epochs: list[dict[str, float]], trained_on: str | None = None
+) -> None:
     """Write the history JSON: per epoch loss, accuracy, val_loss, val_accuracy, seconds."""
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_suffix(".json.partial")
-    staging.write_text(json.dumps({"model": name, "epochs": epochs}, indent=2) + "\n")
+    record: dict[str, Any] = {"model": name}
+    if trained_on:
+        record["trained_on"] = trained_on
+    record["epochs"] = epochs
+    staging.write_text(json.dumps(record, indent=2) + "\n")
     staging.replace(path)
 
 
@@ -36,10 +50,12 @@ class HistoryRecorder(keras.callbacks.Callback):
     dropped and the rest kept.
     """
 
-    def __init__(self, path: Path, name: str) -> None:
+    def __init__(self, path: Path, name: str, trained_on: str | None = None) -> None:
         super().__init__()
         self.path = path
         self.name = name
+        # The machine of the session that records epochs; a resumed run keeps the last one's.
+        self.trained_on = trained_on
         self.epochs: list[dict[str, float]] = read_history(path)
         self._started = 0.0
 
@@ -53,7 +69,11 @@ class HistoryRecorder(keras.callbacks.Callback):
         record["epoch"] = epoch + 1
         record["seconds"] = round(time.perf_counter() - self._started, 2)
         self.epochs.append(record)
-        write_history(self.path, self.name, self.epochs)
+        write_history(self.path, self.name, self.epochs, self.trained_on)
+
+
+class RunNotFound(LookupError):
+    """No finished run in the checkpoint folder where ``--export-only`` looked for one."""
 
 
 class BestWeights(keras.callbacks.Callback):
@@ -75,11 +95,7 @@ class BestWeights(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         loss = (logs or {}).get("val_loss")
         if loss is not None and float(loss) < self._best_loss(epoch):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # Written beside and renamed: a kill mid-write never leaves a torn best file.
-            staging = self.path.with_name(f"partial-{self.path.name}")
-            self.model.save_weights(str(staging))
-            staging.replace(self.path)
+            save_weights(self.model, self.path)
 
     def best_epoch(self) -> int | None:
         """The 1-based epoch with the lowest validation loss, if any was recorded."""
@@ -90,8 +106,40 @@ class BestWeights(keras.callbacks.Callback):
         """Load the best weights into ``model``; False when none were saved."""
         if not self.path.is_file():
             return False
-        model.load_weights(str(self.path))
+        load_weights(model, self.path)
         return True
+
+
+class FinalWeights(keras.callbacks.Callback):
+    """Writes the weights when training ends: the mark of a finished run.
+
+    Keras calls ``on_train_end`` only when training ran to its end (every epoch, or early
+    stopping), not after an error or a kill; and ``BackupAndRestore`` deletes its backup there,
+    so this callback must come before it, or a kill in between would lose the finished run.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        save_weights(self.model, self.path)
+
+
+def save_weights(model: keras.Model, path: Path) -> None:
+    """Save beside and rename: a kill mid-write never leaves a torn weights file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f"partial-{path.name}")
+    model.save_weights(str(staging))
+    staging.replace(path)
+
+
+def load_weights(model: keras.Model, path: Path) -> None:
+    """Load weights saved by ``save_weights`` into a compiled ``model``."""
+    # The files hold Adam's state too; an optimizer not yet built would skip it with a warning.
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    model.load_weights(str(path))
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):

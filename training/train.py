@@ -1,22 +1,26 @@
 """Train the tutorial's classifiers on CIFAR-10 and export them for serving.
 
 Reads top to bottom as data, model, train, evaluate, export. Long CPU runs survive an
-interruption: every epoch is checkpointed and a rerun of the same command resumes.
+interruption: every epoch is checkpointed and a rerun of the same command resumes, and a run
+that has finished is exported again without training. Training runs on any Keras backend
+(``KERAS_BACKEND=jax`` on a GPU host without TensorFlow, with ``--train-only``); exporting the
+SavedModel needs TensorFlow, so such a run is exported by the same command where it is installed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import shutil
 import statistics
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from training.architectures import (
     ARCHITECTURES,
@@ -27,8 +31,17 @@ from training.architectures import (
 )
 from training.data import Cifar10, load_cifar10
 from training.evaluation import evaluate_predictions, predict_in_batches
-from training.export import build_metadata, export_saved_model, version_dir, write_metadata
-from training.history import BestWeights, HistoryRecorder, ResumableEarlyStopping, read_history
+from training.history import (
+    BestWeights,
+    FinalWeights,
+    HistoryRecorder,
+    ResumableEarlyStopping,
+    RunNotFound,
+    load_weights,
+    read_history,
+    read_trained_on,
+)
+from training.machine import describe_machine
 from training.plots import plot_accuracy
 
 HISTORY_FILE = "history.json"
@@ -36,6 +49,7 @@ DEFAULT_INPUT_SCALE: dict[str, str] = {"regular": "unit", "separable": "raw"}
 InputScale = Literal["raw", "unit"]
 TRAINING_SCALES: dict[str, float] = {"raw": 1.0, "unit": UNIT_SCALE}
 FIGURE_FILE = "accuracy.png"
+LAST_WEIGHTS_FILE = "last.weights.h5"
 
 
 @dataclass(frozen=True)
@@ -55,23 +69,37 @@ class TrainingConfig:
     # the six separable layers); the regular one does better on [0, 1] (73.66% vs 70.58%).
     input_scale: InputScale | None = None
     checkpoint_dir: Path = Path.home() / ".cache" / "sepconv-serve" / "checkpoints"
+    # False: train (or resume) and keep the checkpoint only, e.g. on a GPU host where Keras
+    # runs on JAX; the same command without it exports where TensorFlow is installed.
+    export: bool = True
+    # False: export a finished run only, and fail rather than start training one.
+    train: bool = True
 
 
-def distribution_strategy() -> tf.distribute.Strategy:
-    """Mirror across GPUs when more than one is visible; otherwise the default strategy."""
+@contextlib.contextmanager
+def distribution_scope() -> Iterator[None]:
+    """Mirror across GPUs when TensorFlow sees more than one; otherwise no strategy."""
+    if keras.backend.backend() != "tensorflow":
+        yield
+        return
+    import tensorflow as tf
+
     gpus = tf.config.list_physical_devices("GPU")
-    if len(gpus) > 1:
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
+    strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+    with strategy.scope():
+        yield
 
 
 def train_one(
     architecture: Architecture, data: Cifar10, out_dir: Path, config: TrainingConfig
-) -> Path:
-    """Train, evaluate and export one architecture; returns the exported version folder."""
+) -> Path | None:
+    """Train, evaluate and export one architecture; returns the exported version folder.
+
+    None when ``config.export`` is False: the trained run then lives in its checkpoint folder.
+    """
     keras.utils.set_random_seed(config.seed)
     run_dir = checkpoint_run_dir(architecture, data, config)
-    with distribution_strategy().scope():
+    with distribution_scope():
         model = build_model(
             architecture, input_scale=TRAINING_SCALES[training_input(architecture, config)]
         )
@@ -80,24 +108,26 @@ def train_one(
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
         )
-    history = HistoryRecorder(run_dir / HISTORY_FILE, architecture)
+    history = HistoryRecorder(run_dir / HISTORY_FILE, architecture, describe_machine())
     best = BestWeights(run_dir / "best.weights.h5", history)
-    callbacks: list[keras.callbacks.Callback] = [history, best]
-    if config.early_stopping is not None:
-        callbacks.append(ResumableEarlyStopping(config.early_stopping, history))
-    # Last, so an epoch is backed up only once its history and best weights are on disk.
-    callbacks.append(keras.callbacks.BackupAndRestore(str(run_dir / "backup")))
+    last = run_dir / LAST_WEIGHTS_FILE
+    if last.is_file():
+        # Keras deletes its backup when training ends, so without this a crash during the
+        # export (or a run trained elsewhere) would be trained again from the first epoch.
+        print(f"{architecture}: training already finished in {run_dir}; not training again")
+        load_weights(model, last)
+    elif not config.train:
+        raise RunNotFound(
+            f"no finished {architecture} run for this recipe and data: expected {run_dir}. "
+            f"Copy the checkpoint folder there; the data must be the same images, pixel for "
+            f"pixel, as where it trained"
+        )
+    else:
+        _fit(model, architecture, data, config, run_dir, history, best)
+    if not config.export:
+        print(f"{architecture}: trained; checkpoint in {run_dir}")
+        return None
 
-    print(f"Training {architecture}: {model.count_params():,} parameters, {config}")
-    model.fit(
-        data.train_images,
-        data.train_labels,
-        batch_size=config.batch_size,
-        epochs=config.epochs,
-        validation_data=(data.test_images, data.test_labels),
-        callbacks=callbacks,
-        verbose=2 if not _interactive() else 1,
-    )
     # The exported weights are the best epoch's only when early stopping restored them;
     # otherwise they are the last epoch's, and that is what the metadata must say.
     best_epoch = None
@@ -106,10 +136,17 @@ def train_one(
         print(f"Restored the weights of epoch {best_epoch} (lowest validation loss)")
 
     evaluation = evaluate_predictions(
-        predict_in_batches(lambda x: model(x, training=False).numpy(), data.test_images),
+        predict_in_batches(lambda x: _probabilities(model, x), data.test_images),
         data.test_labels,
     )
     print(f"{architecture}: test accuracy {evaluation['test_accuracy']:.4f}")
+
+    from training.export import (
+        build_metadata,
+        export_saved_model,
+        version_dir,
+        write_metadata,
+    )
 
     target = version_dir(out_dir, architecture, config.version)
     exported = with_input_scale(model, architecture)
@@ -123,13 +160,16 @@ def train_one(
         version=config.version,
         architecture=architecture,
         epochs=len(history.epochs),
-        seconds_per_epoch=round(statistics.mean(seconds), 1) if seconds else None,
+        # The median: the first epoch includes compiling the step (on a GPU with JAX about
+        # 30 s, against 1.4 s for each epoch after it).
+        seconds_per_epoch=round(statistics.median(seconds), 2) if seconds else None,
         data_source=data.source,
         evaluation={
             **evaluation,
             "best_epoch": best_epoch if best_epoch is not None else len(history.epochs),
             "restored_best_weights": best_epoch is not None,
             "training": _recipe(architecture, config),
+            "trained_on": read_trained_on(run_dir / HISTORY_FILE),
         },
     )
     write_metadata(target, metadata)
@@ -143,10 +183,44 @@ def train_one(
     return target
 
 
+def _fit(
+    model: keras.Model,
+    architecture: str,
+    data: Cifar10,
+    config: TrainingConfig,
+    run_dir: Path,
+    history: HistoryRecorder,
+    best: BestWeights,
+) -> None:
+    callbacks: list[keras.callbacks.Callback] = [history, best]
+    if config.early_stopping is not None:
+        callbacks.append(ResumableEarlyStopping(config.early_stopping, history))
+    callbacks.append(FinalWeights(run_dir / LAST_WEIGHTS_FILE))
+    # Last, so an epoch is backed up only once its history and best weights are on disk, and
+    # the backup is deleted only once the final weights are.
+    callbacks.append(keras.callbacks.BackupAndRestore(str(run_dir / "backup")))
+
+    print(f"Training {architecture}: {model.count_params():,} parameters, {config}")
+    print(f"On {history.trained_on}")
+    model.fit(
+        data.train_images,
+        data.train_labels,
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        validation_data=(data.test_images, data.test_labels),
+        callbacks=callbacks,
+        verbose=2 if not _interactive() else 1,
+    )
+
+
+def _probabilities(model: keras.Model, images: np.ndarray) -> np.ndarray:
+    return np.asarray(keras.ops.convert_to_numpy(model(images, training=False)))
+
+
 def checkpoint_run_dir(architecture: str, data: Cifar10, config: TrainingConfig) -> Path:
     """The checkpoint folder of one run; a different recipe or data never resumes another's."""
     recipe = _recipe(architecture, config)
-    key = f"{data.location}|{data.source}|{len(data.train_labels)}|{recipe}"
+    key = f"{data.fingerprint()}|{recipe}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:10]
     return config.checkpoint_dir / f"{architecture}-v{config.version}-{digest}"
 
@@ -172,9 +246,7 @@ def _check_same_function(trained: keras.Model, exported: keras.Model, images: np
     """Folding the input scale into the first layer must not change the predictions."""
     batch = images.astype(np.float32)
     difference = float(
-        np.abs(
-            trained(batch, training=False).numpy() - exported(batch, training=False).numpy()
-        ).max(initial=0.0)
+        np.abs(_probabilities(trained, batch) - _probabilities(exported, batch)).max(initial=0.0)
     )
     if difference > 1e-4:
         raise RuntimeError(f"folding the input scale changed the output by {difference:.2e}")
@@ -182,10 +254,12 @@ def _check_same_function(trained: keras.Model, exported: keras.Model, images: np
 
 def _check_export(model: keras.Model, path: Path, images: np.ndarray) -> None:
     """Reload the SavedModel without project code and insist it matches the Keras model."""
+    import tensorflow as tf
+
     loaded = tf.saved_model.load(str(path))
-    batch = tf.constant(images.astype(np.float32))
-    served = loaded.signatures["serving_default"](image=batch)["probabilities"].numpy()
-    difference = float(np.abs(served - model(batch, training=False).numpy()).max(initial=0.0))
+    batch = images.astype(np.float32)
+    served = loaded.signatures["serving_default"](image=tf.constant(batch))["probabilities"].numpy()
+    difference = float(np.abs(served - _probabilities(model, batch)).max(initial=0.0))
     if difference > 1e-5:
         raise RuntimeError(f"exported model differs from the Keras model by {difference:.2e}")
 
@@ -198,6 +272,8 @@ def _interactive() -> bool:
 
 def plot_all(out_dir: Path, version: int) -> Path | None:
     """The combined figure of every model's history at ``version`` under ``out_dir``."""
+    from training.export import version_dir
+
     histories: dict[str, list[dict[str, float]]] = {
         name: read_history(version_dir(out_dir, name, version) / HISTORY_FILE)
         for name in ARCHITECTURES
@@ -257,6 +333,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--fresh", action="store_true", help="discard this run's checkpoints instead of resuming"
     )
     parser.add_argument(
+        "--train-only",
+        action="store_true",
+        help="train (or resume) and keep the checkpoint without exporting, e.g. with "
+        "KERAS_BACKEND=jax on a GPU host without TensorFlow; the same command without it, "
+        "run where TensorFlow is installed with the checkpoint folder copied over, exports "
+        "the finished run without training it again",
+    )
+    parser.add_argument(
+        "--export-only",
+        action="store_true",
+        help="export a finished run (e.g. one trained elsewhere with --train-only) and fail, "
+        "naming the checkpoint folder it expected, rather than train when there is none",
+    )
+    parser.add_argument(
         "--onnx",
         action="store_true",
         help="also write model.onnx beside each SavedModel (needs the onnx extra)",
@@ -277,7 +367,20 @@ def run(args: argparse.Namespace) -> int:
         version=args.version,
         input_scale=args.input_scale,
         checkpoint_dir=args.checkpoint_dir.expanduser(),
+        export=not args.train_only,
+        train=not args.export_only,
     )
+    if args.train_only and (args.export_only or args.onnx):
+        other = "--export-only" if args.export_only else "--onnx"
+        raise SystemExit(f"sepconv-train: --train-only exports nothing; drop {other}")
+    if args.export_only and args.fresh:
+        raise SystemExit("sepconv-train: --fresh would discard the run --export-only exports")
+    if config.export and keras.backend.backend() != "tensorflow":
+        raise SystemExit(
+            f"sepconv-train: exporting a SavedModel needs Keras' TensorFlow backend, not "
+            f"{keras.backend.backend()!r}; add --train-only here and run the same command "
+            f"without it where TensorFlow is installed"
+        )
     data = load_cifar10(args.data)
     if args.limit is not None:
         data = data.limited(args.limit, seed=args.seed)
@@ -290,10 +393,12 @@ def run(args: argparse.Namespace) -> int:
         if args.fresh:
             shutil.rmtree(checkpoint_run_dir(architecture, data, config), ignore_errors=True)
         target = train_one(architecture, data, args.out, config)
-        if args.onnx:
+        if target is not None and args.onnx:
             from training.onnx_export import export_onnx
 
             print(f"Wrote {export_onnx(target)}")
+    if not config.export:
+        return 0
     figure = plot_all(args.out, config.version)
     if figure is not None:
         print(f"Combined accuracy figure: {figure}")
