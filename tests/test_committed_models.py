@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
+import io
 import json
-from pathlib import Path
+import os
+import tarfile
+from pathlib import Path, PurePosixPath
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 import tensorflow as tf
+from PIL import Image
 
-MODELS = Path(__file__).resolve().parent.parent / "models"
+from training.architectures import CLASS_NAMES
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+MODELS = REPOSITORY / "models"
+# The real CIFAR-10 JPEG copy, where this workplace keeps it beside the repository. Users and
+# CI machines without it skip the one test that needs it; none of it is ever committed.
+CIFAR10_ARCHIVE = Path(
+    os.environ.get(
+        "SEPCONV_CIFAR10_ARCHIVE", REPOSITORY.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
+    )
+)
 EXPECTED_PARAMETERS = {"regular": 1_186_378, "separable": 174_821}
 MINIMUM_TEST_ACCURACY = 0.73
-# The shipped separable network reached 0.6989 on the JPEG test split, short of the 0.73 target
-# (the tutorial reports 0.746): kept visible as a strict expected failure until a model that
-# meets the target is shipped, rather than lowering the bar.
-SEPARABLE_SHORT_OF_TARGET = pytest.mark.xfail(
-    strict=True, reason="separable reached 0.6989 < 0.73 (see README, Results)"
-)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_PARAMETERS))
@@ -44,11 +53,11 @@ def test_committed_model_metadata_records_evaluation(name: str) -> None:
     assert abs(np.trace(confusion) / 10_000 - metadata["test_accuracy"]) < 1e-9
     history = json.loads((version / "history.json").read_text())["epochs"]
     assert len(history) == metadata["epochs"] >= 1
+    # Seconds per epoch mean nothing without the machine they were measured on.
+    assert metadata["trained_on"] and metadata["seconds_per_epoch"] > 0
 
 
-@pytest.mark.parametrize(
-    "name", ["regular", pytest.param("separable", marks=SEPARABLE_SHORT_OF_TARGET)]
-)
+@pytest.mark.parametrize("name", sorted(EXPECTED_PARAMETERS))
 def test_committed_model_reaches_target_accuracy(name: str) -> None:
     metadata = json.loads((MODELS / name / "1" / "metadata.json").read_text())
     assert metadata["test_accuracy"] >= MINIMUM_TEST_ACCURACY
@@ -65,3 +74,46 @@ def test_committed_model_stores_each_weight_once(name: str) -> None:
     # float32 weights: 4 bytes each, plus a little framing; a doubled export is twice this.
     data = (MODELS / name / "1" / "variables").glob("variables.data-*")
     assert sum(p.stat().st_size for p in data) < 1.1 * 4 * EXPECTED_PARAMETERS[name]
+
+
+@pytest.fixture(scope="module")
+def cifar10_test_split() -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """The 10,000 test images and labels, decoded as ``sepconv-train`` decodes them."""
+    if not CIFAR10_ARCHIVE.is_file():
+        pytest.skip(f"no CIFAR-10 archive at {CIFAR10_ARCHIVE} (SEPCONV_CIFAR10_ARCHIVE)")
+    images, labels = [], []
+    with tarfile.open(CIFAR10_ARCHIVE) as archive:
+        for member in archive:
+            parts = PurePosixPath(member.name).parts
+            if not member.isfile() or len(parts) < 3 or parts[-3] != "test":
+                continue
+            data = archive.extractfile(member)
+            assert data is not None
+            with Image.open(io.BytesIO(data.read())) as image:
+                images.append(np.asarray(image.convert("RGB")))
+            labels.append(CLASS_NAMES.index(parts[-2]))
+    return np.stack(images).astype(np.float32), np.asarray(labels, dtype=np.int64)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(EXPECTED_PARAMETERS))
+def test_committed_model_scores_what_its_metadata_says(
+    name: str, cifar10_test_split: tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]
+) -> None:
+    # The weights, not just the metadata, reach the accuracy: scored again on the real test set.
+    images, labels = cifar10_test_split
+    assert len(labels) == 10_000
+    serve = tf.saved_model.load(str(MODELS / name / "1")).signatures["serving_default"]
+    predicted = np.concatenate(
+        [
+            serve(image=tf.constant(images[start : start + 500]))["probabilities"]
+            .numpy()
+            .argmax(axis=1)
+            for start in range(0, len(images), 500)
+        ]
+    )
+    accuracy = float((predicted == labels).mean())
+    metadata = json.loads((MODELS / name / "1" / "metadata.json").read_text())
+    # Another CPU may round a borderline image the other way: two images of slack, no more.
+    assert abs(accuracy - metadata["test_accuracy"]) <= 2 / 10_000
+    assert accuracy >= MINIMUM_TEST_ACCURACY
