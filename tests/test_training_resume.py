@@ -196,12 +196,12 @@ def copy_checkpoints(trained: TrainedCheckpoint, tmp_path: Path) -> Path:
     return copy
 
 
-def best_weights_probabilities(run_dir: Path, images: np.ndarray) -> np.ndarray:
-    """What the run's best epoch predicts, from its checkpointed weights alone."""
+def checkpoint_probabilities(weights: Path, images: np.ndarray) -> np.ndarray:
+    """What a checkpointed weights file predicts, loaded into a fresh model."""
     model = build_model(
         ARCHITECTURE, input_scale=TRAINING_SCALES[DEFAULT_INPUT_SCALE[ARCHITECTURE]]
     )
-    model.load_weights(str(run_dir / "best.weights.h5"))
+    model.load_weights(str(weights))
     return np.asarray(model(images.astype(np.float32), training=False))
 
 
@@ -263,7 +263,7 @@ def test_sepconv_train_exports_a_train_only_run_without_training_again(
     # The exported model is the best epoch's weights (not the last epoch's, which predict
     # very differently here), and the metadata scores exactly those.
     data = load_cifar10(str(trained_checkpoint.data))
-    best = best_weights_probabilities(run_dir, data.test_images)
+    best = checkpoint_probabilities(run_dir / "best.weights.h5", data.test_images)
     evaluation = evaluate_predictions(best, data.test_labels)
     assert metadata["test_accuracy"] == evaluation["test_accuracy"]
     assert metadata["confusion_matrix"] == evaluation["confusion_matrix"]
@@ -370,14 +370,10 @@ def test_a_run_without_early_stopping_exports_its_final_weights(tmp_path: Path) 
     version = tmp_path / "models" / ARCHITECTURE / "1"
     metadata = json.loads((version / "metadata.json").read_text())
     assert metadata["restored_best_weights"] is False and metadata["best_epoch"] == 2
-    final = build_model(
-        ARCHITECTURE, input_scale=TRAINING_SCALES[DEFAULT_INPUT_SCALE[ARCHITECTURE]]
-    )
-    final.load_weights(str(run_dir / LAST_WEIGHTS_FILE))
     images = load_cifar10(str(data)).test_images
     np.testing.assert_allclose(
         served_probabilities(version, images),
-        np.asarray(final(images.astype(np.float32), training=False)),
+        checkpoint_probabilities(run_dir / LAST_WEIGHTS_FILE, images),
         atol=1e-5,
     )
 

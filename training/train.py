@@ -220,7 +220,7 @@ def _probabilities(model: keras.Model, images: np.ndarray) -> np.ndarray:
 def checkpoint_run_dir(architecture: str, data: Cifar10, config: TrainingConfig) -> Path:
     """The checkpoint folder of one run; a different recipe or data never resumes another's."""
     recipe = _recipe(architecture, config)
-    key = f"{data.fingerprint()}|{recipe}"
+    key = f"{data.fingerprint}|{recipe}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:10]
     return config.checkpoint_dir / f"{architecture}-v{config.version}-{digest}"
 
