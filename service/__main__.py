@@ -1,3 +1,3 @@
-from service.cli import serve_main
+from service.process.cli import serve_main
 
 serve_main()

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from service.schemas import ErrorDetail, ErrorResponse
+from sepconv_contract.schemas import ErrorDetail, ErrorResponse
 
 logger = logging.getLogger("sepconv.errors")
 

@@ -13,16 +13,16 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from service.deps import ServiceState
-from service.engines import configure_tensorflow
+from service.api import compare, health, metrics, models, predict
+from service.core.engines import configure_tensorflow
+from service.core.inference import InferenceService
+from service.core.registry import ModelRegistry
+from service.edge.fast_path import FastPredictPath
+from service.edge.middleware import RequestContextMiddleware
 from service.errors import install_error_handlers
-from service.fast_path import FastPredictPath
-from service.inference import InferenceService
-from service.metrics import ServiceMetrics
-from service.middleware import RequestContextMiddleware
-from service.registry import ModelRegistry
-from service.routes import compare, health, metrics, models, predict
-from service.settings import Settings, get_settings
+from service.process.metrics import ServiceMetrics
+from service.process.settings import Settings, get_settings
+from service.process.state import ServiceState
 
 logger = logging.getLogger("sepconv.main")
 STATIC_DIR = Path(__file__).parent / "static"

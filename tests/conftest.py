@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.architectures import CLASS_NAMES
+from sepconv_contract import CLASS_NAMES
 
 PER_CLASS_TRAIN = 3
 PER_CLASS_TEST = 2

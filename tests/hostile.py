@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from service.settings import Settings
+from service.process.settings import Settings
 from tests.reliability import (
     encode,
     ready_client,

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import uvicorn
 
-from service.bench.server import free_port, wait_until_ready
+from sepconv_bench.server import free_port, wait_until_ready
 from service.main import create_app
-from service.settings import Settings
+from service.process.settings import Settings
 
 
 @contextlib.contextmanager

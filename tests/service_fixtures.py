@@ -17,9 +17,9 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from sepconv_contract import CLASS_NAMES
 from service.main import create_app
-from service.settings import Settings
-from training.architectures import CLASS_NAMES
+from service.process.settings import Settings
 
 READY_TIMEOUT_S = 120.0
 CLASSES = list(CLASS_NAMES)

@@ -1,4 +1,4 @@
-"""``service.batching.MicroBatcher`` on a real TensorFlow engine, in plain ``asyncio.run`` tests."""
+"""``MicroBatcher`` on a real TensorFlow engine, in plain ``asyncio.run`` tests."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.batching import BatchResult, MicroBatcher, QueueFull
-from service.engines import TensorFlowEngine
+from service.core.batching import BatchResult, MicroBatcher, QueueFull
+from service.core.engines import TensorFlowEngine
 from tests.service_fixtures import sample_pixels
 
 TOLERANCE = 1e-5

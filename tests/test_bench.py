@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from service.bench.cli import main as bench_main
-from service.bench.http_load import check_loopback, run_load
-from service.settings import Settings
+from sepconv_bench.cli import main as bench_main
+from sepconv_bench.http_load import check_loopback, run_load
+from service.process.settings import Settings
 from tests.live_server import live_server
 
 

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from service.settings import MiB, Settings
+from service.process.settings import MiB, Settings
 from tests.live_server import live_server
 from tests.reliability import assert_error, encode
 

@@ -11,11 +11,11 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from sepconv_client.cli import main as client_main
+from sepconv_client.client import AsyncSepconvClient, SepconvClient, SepconvError
 
-from service.client import AsyncSepconvClient, SepconvClient, SepconvError
-from service.client_cli import main as client_main
 from service.main import create_app
-from service.settings import Settings
+from service.process.settings import Settings
 from tests.live_server import live_server
 
 
@@ -194,7 +194,7 @@ def test_client_cli_reports_unreachable_service(capsys: pytest.CaptureFixture[st
 
 
 def test_client_encode_pil_image_is_png() -> None:
-    from service.client import encode_image
+    from sepconv_client.client import encode_image
 
     name, data, content_type = encode_image(sample_image())
     assert content_type == "image/png" and Image.open(io.BytesIO(data)).size == (40, 40)

@@ -23,6 +23,9 @@ def test_load_cifar10_image_folders_caches_decoded_arrays(
 ) -> None:
     cache = tmp_path / "cache"
     first = load_cifar10(str(image_folder_dataset), cache_dir=cache, progress=False)
+    # The test split is decoded (and cached) only when it is first read.
+    assert [p.name.split("-")[1] for p in cache.glob("cifar10-*.npz")] == ["train"]
+    assert first.test_reads == 0 and len(first.test_labels) == 20 and first.test_reads == 1
     assert len(list(cache.glob("cifar10-*.npz"))) == 2
     started = time.perf_counter()
     second = load_cifar10(str(image_folder_dataset), cache_dir=cache, progress=False)

@@ -12,9 +12,9 @@ from fastapi.testclient import TestClient
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.fast_path import PredictQuery, parse_query
+from service.edge.fast_path import PredictQuery, parse_query
 from service.main import create_app
-from service.settings import Settings
+from service.process.settings import Settings
 from tests.service_fixtures import image_bytes, wait_until_ready
 
 PNG = {"Content-Type": "image/png"}

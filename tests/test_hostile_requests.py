@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.settings import MiB
+from service.process.settings import MiB
 from tests.hostile import (  # noqa: F401 - the fixtures are found by name
     PNG,
     REFERENCE,

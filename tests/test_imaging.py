@@ -1,4 +1,4 @@
-"""``service.imaging.decode_image``: every accepted format to 32x32 RGB, everything else refused."""
+"""``decode_image``: every accepted format to 32x32 RGB, everything else refused."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from service.core.imaging import decode_image
 from service.errors import ApiError
-from service.imaging import decode_image
 from tests.service_fixtures import encode, sample_pixels
 
 LIMIT = 40_000_000

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from service.main import create_app
-from service.settings import Settings
+from service.process.settings import Settings
 from training.onnx_export import export_onnx
 
 pytest.importorskip("onnxruntime")

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.settings import Settings
+from service.process.settings import Settings
 from tests.live_server import live_server
 from tests.reliability import encode
 

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from service.imaging import decode_image
+from service.core.imaging import decode_image
 from tests.service_fixtures import CLASSES, MODELS, image_bytes, multipart, predict
 
 TOLERANCE = 1e-5

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.main import create_app
-from service.settings import Settings
+from service.process.settings import Settings
 from tests.service_fixtures import (
     CLASSES,
     MACS_PER_IMAGE,
@@ -306,10 +306,10 @@ def test_compare_stops_at_its_time_budget(exported_models: Path) -> None:
 
 
 def test_select_refuses_a_ready_model_without_its_batcher(exported_models: Path) -> None:
+    from service.core.inference import InferenceService
+    from service.core.registry import ModelRegistry
     from service.errors import ApiError
-    from service.inference import InferenceService
-    from service.metrics import ServiceMetrics
-    from service.registry import ModelRegistry
+    from service.process.metrics import ServiceMetrics
 
     settings = Settings(model_dir=exported_models)
     registry = ModelRegistry(exported_models, None, "tensorflow")

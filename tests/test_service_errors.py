@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from service.settings import Settings
+from service.process.settings import Settings
 from tests.service_fixtures import encode, image_bytes, ready_client
 
 UPLOAD_LIMIT = 4096

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from service.main import create_app
-from service.settings import Settings
+from service.process.settings import Settings
 from tests.reliability import assert_clean, assert_error, encode, wait_until_loaded
 
 IMAGE = encode(Image.new("RGB", (40, 36), (90, 160, 40)), "PNG")

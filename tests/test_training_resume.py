@@ -384,7 +384,7 @@ def test_training_imports_no_tensorflow_until_it_exports() -> None:
     training = Path(__file__).resolve().parent.parent / "training"
     on_the_path = (
         "__init__", "__main__", "cli", "train", "history", "machine", "data",
-        "architectures", "macs", "evaluation", "plots",
+        "architectures", "macs", "evaluation", "statistics", "plots",
     )  # fmt: skip
     for name in on_the_path:
         tree = ast.parse((training / f"{name}.py").read_text())
@@ -405,8 +405,7 @@ def tiny_cifar10(seed: int) -> Cifar10:
     return Cifar10(
         rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8),
         np.arange(4, dtype=np.int64),
-        rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8),
-        np.arange(2, dtype=np.int64),
+        (rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8), np.arange(2, dtype=np.int64)),
         "image folders cifar10",
     )
 
@@ -417,7 +416,7 @@ def test_checkpoint_folder_is_keyed_by_data_and_recipe(tmp_path: Path) -> None:
     assert checkpoint_run_dir(ARCHITECTURE, tiny_cifar10(0), config) == same
     # Same name, other images (one pixel differs): never resumes the other's run.
     other = tiny_cifar10(0)
-    other.test_images[1, 31, 31, 2] ^= 1
+    other.train_images[1, 31, 31, 2] ^= 1
     assert checkpoint_run_dir(ARCHITECTURE, other, config) != same
     assert checkpoint_run_dir(ARCHITECTURE, tiny_cifar10(1), config) != same
     # Another recipe on the same data is another run too.

@@ -78,7 +78,7 @@ def model_dir(exported_models: Path, tmp_path_factory: pytest.TempPathFactory) -
 @pytest.fixture(scope="module")
 def base_url(model_dir: Path) -> Iterator[str]:
     """A real uvicorn serving the app (page and API) on a free local port."""
-    from service.settings import Settings
+    from service.process.settings import Settings
     from tests.live_server import live_server
 
     with live_server(Settings(model_dir=model_dir)) as url:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sepconv_client.client import SepconvClient
 
-from service.client import SepconvClient
 from tests.live_server import (
     SERVE,
     ServeProcess,

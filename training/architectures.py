@@ -11,20 +11,8 @@ from typing import Any, Literal
 
 import keras
 
-CLASS_NAMES: tuple[str, ...] = (
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-)
-NUM_CLASSES = len(CLASS_NAMES)
-INPUT_SHAPE: tuple[int, int, int] = (32, 32, 3)
+from sepconv_contract import INPUT_NAME, INPUT_SHAPE, NUM_CLASSES, OUTPUT_NAME
+
 BLOCK_FILTERS: tuple[int, ...] = (64, 128, 256)
 UNIT_SCALE = 1.0 / 255.0
 
@@ -109,14 +97,14 @@ def build_model(
         raise ValueError(
             f"unknown architecture {architecture!r}: expected one of {', '.join(ARCHITECTURES)}"
         )
-    inputs = keras.Input(shape=input_shape, name="image")
+    inputs = keras.Input(shape=input_shape, name=INPUT_NAME)
     x = keras.layers.Rescaling(input_scale, name="rescale")(inputs)
     for block, filters in enumerate(block_filters, start=1):
         x = _convolution(architecture, filters, f"block{block}_conv1")(x)
         x = _convolution(architecture, filters, f"block{block}_conv2")(x)
         x = keras.layers.MaxPooling2D(pool_size=2, strides=2, name=f"block{block}_pool")(x)
     x = keras.layers.Flatten(name="flatten")(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name=OUTPUT_NAME)(x)
     return keras.Model(inputs, outputs, name=architecture)
 
 

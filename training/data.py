@@ -12,13 +12,14 @@ import hashlib
 import os
 import pickle
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from training.architectures import CLASS_NAMES, INPUT_SHAPE
+from sepconv_contract import CLASS_NAMES, INPUT_SHAPE
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 PYTHON_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
@@ -32,42 +33,156 @@ class DatasetError(ValueError):
     """The data source is missing or not in a layout this module can read."""
 
 
-@dataclass(frozen=True)
-class Cifar10:
-    """The CIFAR-10 train and test splits, with where they came from."""
+SplitLoader = Callable[[], tuple[Images, Labels]]
 
-    train_images: Images
-    train_labels: Labels
-    test_images: Images
-    test_labels: Labels
-    source: str
+
+class Cifar10:
+    """The CIFAR-10 training split, and the test split behind a loader that counts its reads.
+
+    The test split is for the final estimate only: nothing in training touches it, and it is
+    read (decoded, for image folders) the first time ``test_images`` or ``test_labels`` is asked
+    for. ``test_reads`` says whether that happened, so a test can prove when it did.
+    """
+
+    def __init__(
+        self,
+        train_images: Images,
+        train_labels: Labels,
+        test: SplitLoader | tuple[Images, Labels],
+        source: str,
+    ) -> None:
+        self.train_images = train_images
+        self.train_labels = train_labels
+        self.source = source
+        self._test_loader: SplitLoader = test if callable(test) else (lambda: test)
+        self._test: tuple[Images, Labels] | None = None
+        self.test_reads = 0
+
+    def _test_split(self) -> tuple[Images, Labels]:
+        if self._test is None:
+            self.test_reads += 1
+            self._test = self._test_loader()
+        return self._test
+
+    @property
+    def test_images(self) -> Images:
+        """The test images: read on first use, for the final evaluation only."""
+        return self._test_split()[0]
+
+    @property
+    def test_labels(self) -> Labels:
+        """The test labels: read on first use, for the final evaluation only."""
+        return self._test_split()[1]
 
     @functools.cached_property
     def fingerprint(self) -> str:
-        """A digest of every image and label: it keys checkpoints by content, not by path.
+        """A digest of every training image and label: it keys checkpoints by content.
 
         So two folders of the same name never resume each other's runs, and a run trained on
-        another machine (where the data lives elsewhere) is found here. About 0.2 s, so it is
-        computed once per data set, not once per model trained on it.
+        another machine (where the data lives elsewhere) is found here. The test split is not
+        part of it: training must not read it. About 0.2 s, so it is computed once per data set.
         """
-        digest = hashlib.sha256()
-        for array in (self.train_images, self.train_labels, self.test_images, self.test_labels):
-            digest.update(str(array.shape).encode())
-            digest.update(np.ascontiguousarray(array).data)
-        return digest.hexdigest()
+        return array_digest(self.train_images, self.train_labels)
 
     def limited(self, limit: int, seed: int = 0) -> Cifar10:
         """A random (seeded) subset of at most ``limit`` images of each split."""
         rng = np.random.default_rng(seed)
         train = rng.permutation(len(self.train_labels))[:limit]
-        test = rng.permutation(len(self.test_labels))[:limit]
+        # Drawn now so the subset is the same whenever the test split is read, but applied
+        # only then: limiting must not read the test split either.
+        test_rng = np.random.default_rng(rng.integers(2**32))
+
+        def limited_test() -> tuple[Images, Labels]:
+            images, labels = self._test_split()
+            chosen = test_rng.permutation(len(labels))[:limit]
+            return images[chosen], labels[chosen]
+
         return Cifar10(
             self.train_images[train],
             self.train_labels[train],
-            self.test_images[test],
-            self.test_labels[test],
+            limited_test,
             f"{self.source} (limit {limit})",
         )
+
+
+def array_digest(*arrays: npt.NDArray[np.generic]) -> str:
+    """A SHA-256 over the shapes and bytes of ``arrays``: the identity of a set of images."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(str(array.shape).encode())
+        digest.update(np.ascontiguousarray(array).data)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ValidationSplit:
+    """The training images split into what the network fits and what selects among epochs."""
+
+    train_images: Images
+    train_labels: Labels
+    validation_images: Images
+    validation_labels: Labels
+    per_class: int
+    seed: int
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """The content digest of the validation images and labels, recorded in the metadata."""
+        return array_digest(self.validation_images, self.validation_labels)
+
+    def describe(self) -> dict[str, object]:
+        """What ``metadata.json`` records about the split."""
+        return {
+            "split": "train",
+            "images": int(len(self.validation_labels)),
+            "per_class": self.per_class,
+            "seed": self.seed,
+            "sha256": self.digest,
+        }
+
+
+DEFAULT_VALIDATION_PER_CLASS = 500
+
+
+def validation_per_class(labels: Labels, requested: int | None) -> int:
+    """Images per class to hold out: ``requested``, else 500 (10% of CIFAR-10's 5,000 a class).
+
+    On a smaller data set (``--limit``, test fixtures) the default shrinks to 10% of the
+    smallest class, at least one image; an explicit request that leaves a class without
+    training images is refused.
+    """
+    counts = np.bincount(labels, minlength=len(CLASS_NAMES))
+    smallest = int(counts.min())
+    if requested is None:
+        return max(1, min(DEFAULT_VALIDATION_PER_CLASS, smallest // 10))
+    if requested < 1 or requested >= smallest:
+        rarest = CLASS_NAMES[int(counts.argmin())]
+        raise DatasetError(
+            f"a validation split of {requested} images per class needs more than that in every "
+            f"class, but {rarest} has {smallest} training images: choose "
+            f"--validation-per-class between 1 and {smallest - 1}"
+        )
+    return requested
+
+
+def split_validation(
+    images: Images, labels: Labels, per_class: int | None = None, seed: int = 0
+) -> ValidationSplit:
+    """Hold out ``per_class`` images of each class, chosen by ``seed`` (stratified)."""
+    count = validation_per_class(labels, per_class)
+    rng = np.random.default_rng(seed)
+    held_out = np.concatenate(
+        [
+            rng.permutation(np.flatnonzero(labels == label))[:count]
+            for label in range(len(CLASS_NAMES))
+        ]
+    )
+    held_out.sort()
+    keep = np.ones(len(labels), dtype=bool)
+    keep[held_out] = False
+    return ValidationSplit(
+        images[keep], labels[keep], images[held_out], labels[held_out], count, seed
+    )
 
 
 def default_cache_dir() -> Path:
@@ -106,11 +221,13 @@ def _load_keras() -> Cifar10:
     import keras
 
     (train_images, train_labels), (test_images, test_labels) = keras.datasets.cifar10.load_data()
+    # Keras downloads both splits in one archive; the test split is still handed out only
+    # on first use, like every other source's.
+    test = (test_images.astype(np.uint8), test_labels.reshape(-1).astype(np.int64))
     return Cifar10(
         train_images.astype(np.uint8),
         train_labels.reshape(-1).astype(np.int64),
-        test_images.astype(np.uint8),
-        test_labels.reshape(-1).astype(np.int64),
+        test,
         "keras.datasets.cifar10",
     )
 
@@ -144,14 +261,7 @@ def _load_python_batches(root: Path) -> Cifar10:
         return np.ascontiguousarray(np.concatenate(images)), all_labels
 
     train_images, train_labels = read(PYTHON_BATCHES[:5])
-    test_images, test_labels = read(PYTHON_BATCHES[5:])
-    return Cifar10(
-        train_images,
-        train_labels,
-        test_images,
-        test_labels,
-        "python batches",
-    )
+    return Cifar10(train_images, train_labels, lambda: read(PYTHON_BATCHES[5:]), "python batches")
 
 
 def _list_split(root: Path, split: str) -> list[tuple[Path, int]]:
@@ -244,11 +354,12 @@ def _write_cache(cache_path: Path, images: Images, labels: Labels) -> None:
 
 def _load_image_folders(root: Path, cache_dir: Path, progress: bool) -> Cifar10:
     train_images, train_labels = _load_split(root, "train", cache_dir, progress)
-    test_images, test_labels = _load_split(root, "test", cache_dir, progress)
+    # The test folder's layout is checked now (a missing class fails at once), its images are
+    # decoded only when the final evaluation reads them.
+    _list_split(root, "test")
     return Cifar10(
         train_images,
         train_labels,
-        test_images,
-        test_labels,
+        lambda: _load_split(root, "test", cache_dir, progress),
         f"image folders {root.name}",
     )

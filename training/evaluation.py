@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from training.architectures import CLASS_NAMES
+from sepconv_contract import CLASS_NAMES
+from training.statistics import wilson_interval
 
 Predictor = Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]]
 
@@ -37,9 +38,20 @@ def evaluate_predictions(
         name: (float(confusion[i, i] / per_class_totals[i]) if per_class_totals[i] else None)
         for i, name in enumerate(CLASS_NAMES)
     }
+    correct = int(np.trace(confusion))
+    overall = wilson_interval(correct, len(labels))
     return {
         "test_accuracy": float((predicted == labels).mean()) if len(labels) else None,
+        "test_accuracy_interval": overall.model_dump() if overall else None,
         "test_images": int(len(labels)),
         "per_class_accuracy": per_class,
+        "per_class_interval": {
+            name: (
+                interval.model_dump()
+                if (interval := wilson_interval(int(confusion[i, i]), int(per_class_totals[i])))
+                else None
+            )
+            for i, name in enumerate(CLASS_NAMES)
+        },
         "confusion_matrix": confusion.tolist(),
     }

@@ -7,7 +7,6 @@ It loads with plain ``tf.saved_model.load``: no project code and no custom objec
 
 from __future__ import annotations
 
-import json
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,18 +15,22 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from training.architectures import CLASS_NAMES, INPUT_SHAPE
+from sepconv_contract import (
+    CLASS_NAMES,
+    INPUT_NAME,
+    INPUT_SHAPE,
+    OUTPUT_NAME,
+    SIGNATURE_NAME,
+    ModelMetadata,
+    Parameters,
+    TensorSpec,
+    read_metadata,
+    version_dir,
+    write_metadata,
+)
 from training.macs import count_macs
 
-SIGNATURE_NAME = "serving_default"
-INPUT_NAME = "image"
-OUTPUT_NAME = "probabilities"
-METADATA_FILE = "metadata.json"
-
-
-def version_dir(out_dir: Path, name: str, version: int) -> Path:
-    """``out_dir/<name>/<version>``: the TensorFlow Serving model repository layout."""
-    return out_dir / name / str(version)
+__all__ = ["build_metadata", "export_saved_model", "read_metadata", "version_dir", "write_metadata"]
 
 
 def export_saved_model(model: keras.Model, path: Path) -> None:
@@ -66,46 +69,28 @@ def build_metadata(
     seconds_per_epoch: float | None,
     data_source: str,
     evaluation: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> ModelMetadata:
     """The facts about an exported model that the service and the README report."""
     trainable = sum(int(tf.size(v)) for v in model.trainable_weights)
-    metadata: dict[str, Any] = {
-        "name": name,
-        "version": version,
-        "architecture": architecture,
-        "parameters": {"total": int(model.count_params()), "trainable": trainable},
-        "macs_per_image": count_macs(model),
-        "classes": list(CLASS_NAMES),
-        "input": {
-            "name": INPUT_NAME,
-            "dtype": "float32",
-            "shape": [None, *INPUT_SHAPE],
-            "range": "raw RGB pixels 0-255",
-        },
-        "output": {"name": OUTPUT_NAME, "dtype": "float32", "shape": [None, len(CLASS_NAMES)]},
-        "epochs": epochs,
-        "seconds_per_epoch": seconds_per_epoch,
-        "test_accuracy": None,
-        "per_class_accuracy": None,
-        "confusion_matrix": None,
-        "tensorflow_version": tf.__version__,
-        "data_source": data_source,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    if evaluation:
-        metadata.update(evaluation)
-    return metadata
-
-
-def write_metadata(path: Path, metadata: dict[str, Any]) -> None:
-    """Write ``metadata.json`` atomically into the version folder ``path``."""
-    target = path / METADATA_FILE
-    staging = target.with_suffix(".json.partial")
-    staging.write_text(json.dumps(metadata, indent=2) + "\n")
-    staging.replace(target)
-
-
-def read_metadata(path: Path) -> dict[str, Any]:
-    """Read ``metadata.json`` from the version folder ``path``."""
-    data: dict[str, Any] = json.loads((path / METADATA_FILE).read_text())
-    return data
+    metadata = ModelMetadata(
+        name=name,
+        version=version,
+        architecture=architecture,
+        parameters=Parameters(total=int(model.count_params()), trainable=trainable),
+        macs_per_image=count_macs(model),
+        classes=list(CLASS_NAMES),
+        input=TensorSpec(
+            name=INPUT_NAME,
+            dtype="float32",
+            shape=[None, *INPUT_SHAPE],
+            range="raw RGB pixels 0-255",
+        ),
+        output=TensorSpec(name=OUTPUT_NAME, dtype="float32", shape=[None, len(CLASS_NAMES)]),
+        epochs=epochs,
+        seconds_per_epoch=seconds_per_epoch,
+        tensorflow_version=tf.__version__,
+        data_source=data_source,
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    # Validated again, so a wrong evaluation field fails the export, not the service later.
+    return ModelMetadata.model_validate({**metadata.model_dump(), **(evaluation or {})})

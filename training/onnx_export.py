@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-ONNX_FILE = "model.onnx"
+from sepconv_contract import INPUT_NAME, INPUT_SHAPE, ONNX_FILE, OUTPUT_NAME, SIGNATURE_NAME
+
 OPSET = 17
 
 
@@ -26,12 +27,12 @@ def export_onnx(version_dir: Path) -> Path:
 
     # Keep the loaded object alive: the signature only borrows its variables.
     loaded = tf.saved_model.load(str(version_dir))
-    serving = loaded.signatures["serving_default"]
-    spec = (tf.TensorSpec([None, 32, 32, 3], tf.float32, name="image"),)
+    serving = loaded.signatures[SIGNATURE_NAME]
+    spec = (tf.TensorSpec([None, *INPUT_SHAPE], tf.float32, name=INPUT_NAME),)
 
     @tf.function(input_signature=spec)
     def serve(image: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {"probabilities": serving(image=image)["probabilities"]}
+        return {OUTPUT_NAME: serving(**{INPUT_NAME: image})[OUTPUT_NAME]}
 
     target = version_dir / ONNX_FILE
     staging = version_dir / f".{ONNX_FILE}.partial"

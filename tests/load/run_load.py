@@ -30,7 +30,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from service.bench.server import running_service  # noqa: E402
+from sepconv_bench.server import running_service  # noqa: E402
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 MAX_RSS_GROWTH = 0.05
@@ -134,7 +134,7 @@ def run_wrk(url: str, body: Path, requests: int, concurrency: int) -> Figures:
 
 
 def run_processes(url: str, body: Path, requests: int, concurrency: int) -> Figures:
-    from service.bench.http_load import run_processes as load
+    from sepconv_bench.http_load import run_processes as load
 
     result = load(f"{url}/predict", "/predict", concurrency, 3600, body, max_requests=requests)
     return Figures(

@@ -1,0 +1,172 @@
+"""Request and response bodies of the HTTP API (pydantic schemas, shared with the client).
+
+"Model" in this project means a neural network, so these classes are schemas, never models.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sepconv_contract.metadata import Interval, PairedComparison, ValidationSplitInfo
+
+
+class Schema(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+
+class ImageInfo(Schema):
+    format: str = Field(description="Pillow format name, e.g. JPEG or PNG")
+    width: int
+    height: int
+    mode: str = Field(description="Pillow mode of the upload, before conversion to RGB")
+
+
+class ClassProbability(Schema):
+    label: str
+    probability: float
+
+
+class ModelPrediction(Schema):
+    model: str
+    label: str
+    confidence: float
+    top_k: list[ClassProbability]
+    probabilities: dict[str, float]
+    latency_ms: float = Field(description="Engine time of the batch this image ran in")
+    batch_size: int = Field(1, description="Images in the engine call that served this image")
+
+
+class PredictTiming(Schema):
+    decode: float
+    total: float
+
+
+class PredictResponse(Schema):
+    image: ImageInfo
+    predictions: list[ModelPrediction]
+    agreement: bool = Field(description="True when every model predicts the same label")
+    timing_ms: PredictTiming
+    preview: str | None = Field(
+        None, description="With preview=true: the 32x32 RGB input the models saw, as a PNG data URL"
+    )
+
+
+class BatchPredictResponse(Schema):
+    results: list[PredictResponse]
+    count: int
+
+
+class ModelInfo(Schema):
+    name: str
+    version: int | None
+    architecture: str | None
+    parameters: int | None
+    trainable_parameters: int | None
+    macs_per_image: int | None
+    size_bytes: int | None
+    input_shape: list[int | None]
+    classes: list[str]
+    test_accuracy: float | None
+    test_accuracy_interval: Interval | None = Field(
+        None, description="95% Wilson interval of the test accuracy"
+    )
+    test_images: int | None = None
+    validation: ValidationSplitInfo | None = Field(
+        None, description="The validation split that chose the epoch (never the test split)"
+    )
+    validation_accuracy: float | None = Field(
+        None, description="Accuracy on the validation split at the restored epoch"
+    )
+    paired: list[PairedComparison] | None = Field(
+        None,
+        description="This model against each other one on the same test images: discordant "
+        "counts, McNemar's exact p-value and a 95% CI of the accuracy difference",
+    )
+    epochs: int | None
+    device: str | None = Field(description="Where the model runs, e.g. CPU:0 or GPU:0")
+    runtime: str
+    status: Literal["loading", "ready", "failed"]
+    error: str | None
+
+
+class ModelList(Schema):
+    models: list[ModelInfo]
+    count: int
+
+
+class TrainingHistory(Schema):
+    model: str
+    epochs: list[dict[str, float]]
+
+
+class LatencyStats(Schema):
+    mean: float
+    std: float
+    min: float
+    p50: float
+    p95: float
+    p99: float
+    max: float
+
+
+class ComparePrediction(Schema):
+    label: str
+    confidence: float
+
+
+class CompareEntry(Schema):
+    model: str
+    runtime: str
+    parameters: int | None
+    macs_per_image: int | None
+    test_accuracy: float | None
+    latency_ms: LatencyStats
+    images_per_second: float
+    prediction: ComparePrediction | None
+
+
+class CompareSummary(Schema):
+    fastest: str
+    speedup: float = Field(description="Slowest p50 latency divided by the fastest")
+    parameter_ratio: float | None = Field(description="Most parameters divided by fewest")
+    mac_ratio: float | None = Field(description="Most MACs per image divided by fewest")
+    agreement: bool | None = Field(description="Whether all models agree (null for synthetic)")
+
+
+class CompareResponse(Schema):
+    repeats: int = Field(description="Rounds timed (fewer than requested if the budget ran out)")
+    requested_repeats: int
+    batch_size: int
+    warmup: int
+    device: str
+    input: Literal["synthetic", "upload"]
+    models: list[CompareEntry]
+    summary: CompareSummary
+
+
+class ModelHealth(Schema):
+    status: Literal["loading", "ready", "failed"]
+    device: str | None
+    error: str | None
+
+
+class ReadyResponse(Schema):
+    status: Literal["ready"]
+    models: dict[str, ModelHealth]
+
+
+class LiveResponse(Schema):
+    status: Literal["alive"]
+
+
+class ErrorDetail(Schema):
+    code: str
+    message: str
+    request_id: str | None
+    details: dict[str, object] | None = None
+
+
+class ErrorResponse(Schema):
+    error: ErrorDetail

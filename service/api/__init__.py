@@ -1,0 +1,1 @@
+"""The API routers, one module per resource, and the dependencies they share."""

@@ -1,0 +1,161 @@
+"""``GET /compare`` (synthetic input) and ``POST /compare`` (an uploaded image)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Annotated
+
+import numpy as np
+import numpy.typing as npt
+from fastapi import APIRouter, Query, Request
+
+from sepconv_contract.schemas import CompareResponse
+from service.api.deps import StateDep
+from service.api.predict import ERRORS, UPLOAD_BODY
+from service.core.comparison import run_comparison, synthetic_image
+from service.core.engines import Engine
+from service.core.imaging import decode_image
+from service.core.registry import ModelEntry
+from service.edge.uploads import read_one_image
+from service.errors import ApiError
+
+router = APIRouter(prefix="/compare", tags=["compare"])
+logger = logging.getLogger("sepconv.compare")
+
+RUNTIMES = ("tensorflow", "onnxruntime")
+RepeatsQuery = Annotated[int, Query(ge=1, le=1000, description="Timed calls per model")]
+BatchQuery = Annotated[int, Query(ge=1, le=256, description="Images per engine call")]
+WarmupQuery = Annotated[int, Query(ge=0, le=100, description="Untimed calls per model first")]
+ModelsQuery = Annotated[
+    str, Query(max_length=256, description="Comma-separated model names, or 'all'")
+]
+RuntimesQuery = Annotated[
+    str | None,
+    Query(
+        max_length=64,
+        description="Comma-separated runtimes: tensorflow, onnxruntime (default: the service's "
+        "runtime); naming both puts each model's runtimes side by side",
+    ),
+]
+
+
+def _select(state: StateDep, models: str) -> list[ModelEntry]:
+    if models.strip() in ("", "all"):
+        return state.inference.select("all")
+    selected: list[ModelEntry] = []
+    for name in dict.fromkeys(n.strip() for n in models.split(",") if n.strip()):
+        selected.extend(state.inference.select(name))
+    return selected
+
+
+def _runtimes(state: StateDep, runtimes: str | None) -> list[str]:
+    if runtimes is None or not runtimes.strip():
+        return [state.settings.runtime]
+    chosen = list(dict.fromkeys(r.strip() for r in runtimes.split(",") if r.strip()))
+    unknown = [r for r in chosen if r not in RUNTIMES]
+    if unknown:
+        raise ApiError(
+            422,
+            "VALIDATION_ERROR",
+            f"unknown runtime {unknown[0][:40]!r}: expected {', '.join(RUNTIMES)}",
+        )
+    return chosen
+
+
+def _engines(
+    state: StateDep, entries: list[ModelEntry], runtimes: list[str]
+) -> list[tuple[ModelEntry, Engine]]:
+    pairs = []
+    for entry in entries:
+        for runtime in runtimes:
+            try:
+                pairs.append((entry, state.registry.engine(entry, runtime)))
+            except Exception as error:  # noqa: BLE001 - any runtime load failure: ONNX Runtime's own errors included
+                logger.warning(
+                    "runtime unavailable",
+                    extra={"model": entry.name, "runtime": runtime, "reason": type(error).__name__},
+                )
+                raise ApiError(
+                    409,
+                    "RUNTIME_UNAVAILABLE",
+                    f"model {entry.name!r} cannot run on {runtime} ({type(error).__name__}): "
+                    "export model.onnx with sepconv-export-onnx and install the onnx extra",
+                ) from None
+    return pairs
+
+
+async def _compare(
+    state: StateDep,
+    entries: list[ModelEntry],
+    runtimes: str | None,
+    image: npt.NDArray[np.uint8],
+    *,
+    repeats: int,
+    batch_size: int,
+    warmup: int,
+    uploaded: bool,
+) -> CompareResponse:
+    chosen = _runtimes(state, runtimes)
+    # One comparison at a time: two at once would time each other, not the models.
+    async with state.compare_lock:
+        pairs = await asyncio.to_thread(_engines, state, entries, chosen)
+        return await asyncio.to_thread(
+            run_comparison,
+            pairs,
+            image,
+            repeats=repeats,
+            batch_size=batch_size,
+            warmup=warmup,
+            uploaded=uploaded,
+            budget_s=state.settings.compare_budget_s,
+        )
+
+
+@router.get("", response_model=CompareResponse, responses=ERRORS)
+async def compare_synthetic(
+    state: StateDep,
+    repeats: RepeatsQuery = 50,
+    batch_size: BatchQuery = 1,
+    warmup: WarmupQuery = 5,
+    models: ModelsQuery = "all",
+    runtimes: RuntimesQuery = None,
+) -> CompareResponse:
+    """Time the models side by side on a fixed synthetic image."""
+    entries = _select(state, models)
+    return await _compare(
+        state,
+        entries,
+        runtimes,
+        synthetic_image(),
+        repeats=repeats,
+        batch_size=batch_size,
+        warmup=warmup,
+        uploaded=False,
+    )
+
+
+@router.post("", response_model=CompareResponse, responses=ERRORS, openapi_extra=UPLOAD_BODY)
+async def compare_upload(
+    request: Request,
+    state: StateDep,
+    repeats: RepeatsQuery = 50,
+    batch_size: BatchQuery = 1,
+    warmup: WarmupQuery = 5,
+    models: ModelsQuery = "all",
+    runtimes: RuntimesQuery = None,
+) -> CompareResponse:
+    """Time the models side by side on your image, with each model's prediction."""
+    entries = _select(state, models)
+    data = await read_one_image(request)
+    decoded = await asyncio.to_thread(decode_image, data, state.settings.max_image_pixels)
+    return await _compare(
+        state,
+        entries,
+        runtimes,
+        decoded.pixels,
+        repeats=repeats,
+        batch_size=batch_size,
+        warmup=warmup,
+        uploaded=True,
+    )

@@ -1,0 +1,137 @@
+"""Runs predictions through the micro-batchers and turns probabilities into answers."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+from sepconv_contract.schemas import ClassProbability, ModelPrediction
+from service.core.batching import BatchResult, MicroBatcher, Pixels, QueueFull
+from service.core.registry import ModelEntry, ModelRegistry
+from service.errors import ApiError, model_not_found, overloaded
+from service.process.metrics import ServiceMetrics
+from service.process.settings import Settings
+
+
+class InferenceService:
+    """The models that serve traffic, each behind its own micro-batcher."""
+
+    def __init__(
+        self, registry: ModelRegistry, settings: Settings, metrics: ServiceMetrics
+    ) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.metrics = metrics
+        # One inference thread per model: the two models can run at once, and each engine call
+        # already spreads over the TensorFlow intra-op pool.
+        self.executor = ThreadPoolExecutor(
+            max_workers=max(1, len(registry.names)), thread_name_prefix="inference"
+        )
+        self.batchers: dict[str, MicroBatcher] = {}
+
+    def start_ready_models(self) -> None:
+        """Give every model that finished loading a running batcher."""
+        for entry in self.registry.ready_entries():
+            if entry.name not in self.batchers and entry.engine is not None:
+                batcher = MicroBatcher(
+                    entry.name,
+                    entry.engine,
+                    self.executor,
+                    max_batch_size=self.settings.max_batch_size,
+                    batch_timeout_ms=self.settings.batch_timeout_ms,
+                    max_queue=self.settings.max_queue,
+                    observe=self.metrics.observe_batch,
+                )
+                batcher.start()
+                self.batchers[entry.name] = batcher
+
+    async def stop(self) -> None:
+        for batcher in self.batchers.values():
+            await batcher.stop()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    def select(self, model: str) -> list[ModelEntry]:
+        """The models a ``model`` query names (``all`` = every ready model), or a 404/503."""
+        if model == "all":
+            # Ready and given a batcher: a model loads before the app starts its batcher.
+            entries = [e for e in self.registry.ready_entries() if e.name in self.batchers]
+            if not entries:
+                raise ApiError(
+                    503,
+                    "NOT_READY",
+                    "no model is ready yet; retry shortly",
+                    headers={"Retry-After": "1"},
+                )
+            return entries
+        entry = self.registry.get(model)
+        if entry is None:
+            raise model_not_found(model, self.registry.names)
+        if entry.status != "ready" or entry.name not in self.batchers:
+            raise ApiError(
+                503,
+                "NOT_READY",
+                f"model {model!r} is {entry.status}: {entry.error or 'still loading'}",
+                headers={"Retry-After": "1"},
+            )
+        return [entry]
+
+    def ensure_capacity(self, entries: list[ModelEntry], images: int) -> None:
+        """Refuse a request whole (503) when any selected queue cannot take all its images.
+
+        Checked before anything is queued, with no await in between, so a refused batch never
+        leaves some of its images queued and costing engine time during an overload.
+        """
+        for entry in entries:
+            batcher = self.batchers[entry.name]
+            if batcher.depth + images > batcher.max_queue:
+                self.metrics.rejected.labels(entry.name).inc()
+                raise overloaded()
+
+    async def predict(
+        self, pixels: Pixels, entries: list[ModelEntry], top_k: int
+    ) -> list[ModelPrediction]:
+        """Every selected model's prediction for one 32x32x3 image, in registry order."""
+        self.ensure_capacity(entries, 1)
+        if len(entries) == 1:
+            # One model (the hot path of ?model=NAME): no gather, which costs a task per model.
+            results = [await self._submit(entries[0].name, pixels)]
+        else:
+            results = list(await asyncio.gather(*(self._submit(e.name, pixels) for e in entries)))
+        return [
+            to_prediction(entry, result, top_k)
+            for entry, result in zip(entries, results, strict=True)
+        ]
+
+    async def _submit(self, name: str, pixels: Pixels) -> BatchResult:
+        batcher = self.batchers[name]
+        try:
+            return await batcher.submit(pixels)
+        except QueueFull:
+            self.metrics.rejected.labels(name).inc()
+            raise overloaded() from None
+        finally:
+            self.metrics.queue_depth.labels(name).set(batcher.depth)
+
+
+def to_prediction(entry: ModelEntry, result: BatchResult, top_k: int) -> ModelPrediction:
+    """Probabilities to the response shape: label, confidence, top-k and the full table."""
+    classes = entry.classes
+    # Plain floats and a Python sort: for ten values, cheaper than numpy's per-call overhead.
+    # Ties keep class order, as a stable argsort would.
+    probabilities: list[float] = result.probabilities.tolist()
+    ranked = probabilities
+    if any(p != p for p in probabilities):  # NaN, from a broken model: ranked last
+        ranked = [p if p == p else -1.0 for p in probabilities]
+    order = sorted(range(len(ranked)), key=ranked.__getitem__, reverse=True)
+    best = order[0]
+    return ModelPrediction(
+        model=entry.name,
+        label=classes[best],
+        confidence=probabilities[best],
+        top_k=[
+            ClassProbability(label=classes[i], probability=probabilities[i]) for i in order[:top_k]
+        ],
+        probabilities=dict(zip(classes, probabilities, strict=True)),
+        latency_ms=round(result.latency_ms, 3),
+        batch_size=result.batch_size,
+    )

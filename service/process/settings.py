@@ -1,0 +1,97 @@
+"""Service settings, read from ``SEPCONV_*`` environment variables (pydantic-settings)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.core.cpus import available_cpus
+
+MiB = 1024 * 1024
+
+
+def _default_model_dir() -> Path:
+    # An editable install or a source checkout serves the repository's committed models; an
+    # installed wheel (or a container) looks in ./models relative to the working directory.
+    repository_models = Path(__file__).resolve().parent.parent / "models"
+    return repository_models if repository_models.is_dir() else Path("models")
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; each is also an environment variable ``SEPCONV_<NAME>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SEPCONV_", protected_namespaces=(), extra="ignore"
+    )
+
+    model_dir: Path = Field(
+        default_factory=_default_model_dir,
+        description="Model repository: <model_dir>/<name>/<version>/",
+    )
+    models: str = Field("", description="Comma-separated model names to load; empty = all found")
+    runtime: Literal["tensorflow", "onnxruntime"] = "tensorflow"
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    max_upload_bytes: int = Field(10 * MiB, ge=1, description="Largest request body accepted")
+    max_image_pixels: int = Field(40_000_000, ge=1, description="Largest width*height decoded")
+    max_batch_files: int = Field(64, ge=1, le=1024)
+    body_timeout_s: float = Field(30.0, gt=0, description="Deadline to receive a request body")
+
+    max_batch_size: int = Field(32, ge=1, le=1024)
+    batch_timeout_ms: float = Field(
+        0.0,
+        ge=0,
+        le=1000,
+        description="How long a batch waits for more images; 0 = take what is queued and go",
+    )
+    max_queue: int = Field(256, ge=1)
+
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Server processes, each with its own copy of the models; more than one "
+        "spreads the Python side of serving over several cores (metrics are summed over them)",
+    )
+    # uvicorn uses one timeout for both: a worker replaced on SIGHUP must be ready within it,
+    # and a worker that dies while its supervisor pings it is noticed only after it.
+    worker_start_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="With several workers: how long one may take to load and warm its models "
+        "when SIGHUP replaces it, and to answer its supervisor's health check",
+    )
+    intra_op_threads: int = Field(
+        0, ge=0, description="0 = the CPUs available to the process, shared among the workers"
+    )
+    inter_op_threads: int = Field(0, ge=0, description="0 = let TensorFlow choose")
+    gpu_memory_growth: bool = True
+    warmup_runs: int = Field(3, ge=0)
+    strict_readiness: bool = Field(True, description="Ready only when every model is ready")
+    compare_budget_s: float = Field(
+        30.0, gt=0, description="Wall-time budget of one /compare run; it stops early past it"
+    )
+    graceful_timeout_s: float = Field(20.0, ge=0)
+
+    @property
+    def threads_per_worker(self) -> int:
+        """Intra-op threads of each worker's engines: the configured count, or a fair share."""
+        return self.intra_op_threads or max(1, available_cpus() // self.workers)
+
+    @property
+    def model_names(self) -> list[str] | None:
+        """The explicit model allowlist, or None to load every model found."""
+        names = [name.strip() for name in self.models.split(",") if name.strip()]
+        return names or None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once; tests build their own ``Settings`` instead."""
+    return Settings()
