@@ -1,15 +1,22 @@
-"""In-process engine timings: each model and runtime at several batch sizes, no HTTP."""
+"""In-process engine timings: each model and runtime at several batch sizes, no HTTP.
+
+The timing loop and its statistics are the service's own (``service.core.latency``), so these
+numbers and ``/compare``'s are measured and summarised alike.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from service.core.engines import Engine, OnnxRuntimeEngine, TensorFlowEngine
+from sepconv_contract import INPUT_SHAPE, SIGNATURE_NAME, latest_version, model_folders
+from service.core.engines import Engine, open_engine
+from service.core.latency import images_per_second, latency_stats, time_rounds
 
 
 @dataclass(frozen=True)
@@ -21,9 +28,41 @@ class EngineTiming:
     latency_ms_p50: float
     latency_ms_mean: float
     images_per_second: float
+    latency_ms_p95: float | None = None
+    latency_ms_p99: float | None = None
+
+    @classmethod
+    def from_samples(
+        cls, model: str, runtime: str, batch_size: int, samples_ms: Sequence[float]
+    ) -> EngineTiming:
+        """The timing of ``samples_ms``, summarised exactly as ``/compare`` summarises its own."""
+        stats = latency_stats(samples_ms)
+        return cls(
+            model=model,
+            runtime=runtime,
+            batch_size=batch_size,
+            calls=len(samples_ms),
+            latency_ms_p50=stats.p50,
+            latency_ms_mean=stats.mean,
+            images_per_second=images_per_second(batch_size, stats),
+            latency_ms_p95=stats.p95,
+            latency_ms_p99=stats.p99,
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _version_path(model_dir: Path, name: str) -> Path:
+    """The newest version folder of ``name``, found as the service finds it."""
+    folder = model_folders(model_dir).get(name) if model_dir.is_dir() else None
+    latest = latest_version(folder) if folder is not None else None
+    if latest is None:
+        raise FileNotFoundError(
+            f"no model {name!r} with a numeric version folder in {model_dir} "
+            "(expected <model_dir>/<name>/<version>/)"
+        )
+    return latest[1]
 
 
 def load_engines(
@@ -32,17 +71,10 @@ def load_engines(
     """Every (model, runtime) pair that can be loaded; a missing ONNX file is skipped."""
     engines: list[tuple[str, Engine]] = []
     for name in names:
-        versions = sorted(
-            (p for p in (model_dir / name).iterdir() if p.name.isdigit()), key=lambda p: int(p.name)
-        )
-        path = versions[-1]
+        path = _version_path(model_dir, name)
         for runtime in runtimes:
             try:
-                engine: Engine = (
-                    OnnxRuntimeEngine(path, threads)
-                    if runtime == "onnxruntime"
-                    else TensorFlowEngine(path)
-                )
+                engine = open_engine(path, runtime, threads)
             except (ImportError, FileNotFoundError) as error:
                 print(f"  skipping {name}/{runtime}: {error}")
                 continue
@@ -60,38 +92,29 @@ def time_engine(
     warmup: int = 3,
 ) -> EngineTiming:
     """Call the engine until ``max_calls`` or ``max_seconds``, whichever comes first."""
-    images = np.random.default_rng(0).integers(0, 256, (batch_size, 32, 32, 3)).astype(np.float32)
-    for _ in range(warmup):
-        engine.predict(images)
-    samples: list[float] = []
-    deadline = time.perf_counter() + max_seconds
-    while len(samples) < max_calls and (len(samples) < 3 or time.perf_counter() < deadline):
-        started = time.perf_counter()
-        engine.predict(images)
-        samples.append((time.perf_counter() - started) * 1000.0)
-    values = np.asarray(samples)
-    return EngineTiming(
-        model=name,
-        runtime=engine.runtime,
-        batch_size=batch_size,
-        calls=len(samples),
-        latency_ms_p50=round(float(np.percentile(values, 50)), 3),
-        latency_ms_mean=round(float(values.mean()), 3),
-        images_per_second=round(batch_size * 1000.0 / float(values.mean()), 1),
+    images = (
+        np.random.default_rng(0).integers(0, 256, (batch_size, *INPUT_SHAPE)).astype(np.float32)
     )
+    (samples,) = time_rounds(
+        [lambda: engine.predict(images)],
+        max_rounds=max_calls,
+        budget_s=max_seconds,
+        min_rounds=3,
+        warmup_rounds=warmup,
+    )
+    return EngineTiming.from_samples(name, engine.runtime, batch_size, samples)
 
 
 def time_keras_predict(model_dir: Path, name: str, calls: int = 10) -> float:
     """Milliseconds per ``model.predict()`` call at batch 1: the naive serving baseline."""
     import keras
 
-    versions = sorted(
-        (p for p in (model_dir / name).iterdir() if p.name.isdigit()), key=lambda p: int(p.name)
+    layer = keras.layers.TFSMLayer(
+        str(_version_path(model_dir, name)), call_endpoint=SIGNATURE_NAME
     )
-    layer = keras.layers.TFSMLayer(str(versions[-1]), call_endpoint="serving_default")
-    inputs = keras.Input((32, 32, 3))
+    inputs = keras.Input(INPUT_SHAPE)
     model = keras.Model(inputs, layer(inputs))
-    image = np.zeros((1, 32, 32, 3), np.float32)
+    image = np.zeros((1, *INPUT_SHAPE), np.float32)
     model.predict(image, verbose=0)
     started = time.perf_counter()
     for _ in range(calls):

@@ -127,12 +127,40 @@ class CompareEntry(Schema):
     prediction: ComparePrediction | None
 
 
+class CompareAccuracy(Schema):
+    """What the fastest entry's speed costs in test accuracy, against the slowest entry."""
+
+    model: str = Field(description="The fastest entry's model")
+    versus: str = Field(description="The slowest entry's model, the one it is compared with")
+    difference: float = Field(
+        description="model's test accuracy minus versus's, a fraction (negative: less accurate)"
+    )
+    difference_interval: Interval | None = Field(
+        None, description="Confidence interval of the difference (paired evaluations only)"
+    )
+    mcnemar_p: float | None = Field(
+        None, description="McNemar's exact test on the same test images (paired evaluations only)"
+    )
+    test_images: int | None = Field(None, description="Test images both were evaluated on")
+
+
 class CompareSummary(Schema):
     fastest: str
     speedup: float = Field(description="Slowest p50 latency divided by the fastest")
     parameter_ratio: float | None = Field(description="Most parameters divided by fewest")
     mac_ratio: float | None = Field(description="Most MACs per image divided by fewest")
     agreement: bool | None = Field(description="Whether all models agree (null for synthetic)")
+    speedup_versus: str | None = Field(
+        None, description="The slowest entry (by p50 latency): what speedup is measured against"
+    )
+    accuracy: CompareAccuracy | None = Field(
+        None,
+        description="The fastest model's test accuracy against the slowest's; null when their "
+        "metadata has no test evaluation (or both are the same network)",
+    )
+    headline: str = Field(
+        "", description="One sentence: the speed gain and, next to it, the accuracy cost"
+    )
 
 
 class CompareResponse(Schema):

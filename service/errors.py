@@ -1,19 +1,16 @@
-"""The one error envelope every non-2xx answer uses: ``{"error": {code, message, request_id}}``."""
+"""``ApiError`` and one factory per error code: what every layer raises for a non-2xx answer.
+
+Each code is spelled here and nowhere else, with its status and a message that says what
+happened, what was expected and how to fix it; callers name the situation, never the status.
+How an error becomes a response lives elsewhere: the envelope encoder in
+``service.edge.envelope`` and FastAPI's exception handlers in ``service.api.error_handlers``.
+This module imports neither FastAPI nor Starlette, so the serving core can raise without them.
+"""
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
-
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect
-
-from sepconv_contract.schemas import ErrorDetail, ErrorResponse
-
-logger = logging.getLogger("sepconv.errors")
 
 
 class ApiError(Exception):
@@ -36,6 +33,13 @@ class ApiError(Exception):
         self.details = details
 
 
+def _retry_after(seconds: int) -> dict[str, str]:
+    return {"Retry-After": str(seconds)}
+
+
+# 4xx: the client's mistake, with what to send instead.
+
+
 def invalid_image(message: str) -> ApiError:
     return ApiError(400, "INVALID_IMAGE", message)
 
@@ -44,8 +48,67 @@ def missing_file(message: str) -> ApiError:
     return ApiError(400, "MISSING_FILE", message)
 
 
-def unsupported_media_type(message: str) -> ApiError:
-    return ApiError(415, "UNSUPPORTED_MEDIA_TYPE", message)
+def empty_body() -> ApiError:
+    """A raw-body upload with no bytes: the same answer from the route and the fast path."""
+    return missing_file("the request body is empty; send the image bytes")
+
+
+def too_many_files(max_files: int) -> ApiError:
+    if max_files == 1:
+        return ApiError(
+            400,
+            "TOO_MANY_FILES",
+            "this endpoint takes one image; use /predict/batch with field 'files'",
+        )
+    return ApiError(400, "TOO_MANY_FILES", f"at most {max_files} images per request")
+
+
+def invalid_multipart(reason: str) -> ApiError:
+    return ApiError(400, "INVALID_MULTIPART", f"cannot parse the multipart body: {reason[:200]}")
+
+
+def model_not_found(name: str, available: list[str]) -> ApiError:
+    shown = name if len(name) <= 64 and name.isprintable() else name[:64].encode().hex()
+    return ApiError(
+        404,
+        "MODEL_NOT_FOUND",
+        f"no model named {shown!r}; available: {', '.join(available) or 'none'} (or 'all')",
+    )
+
+
+def not_found(message: str) -> ApiError:
+    """Nothing at this address: no route, or a model without the resource asked for."""
+    return ApiError(404, "NOT_FOUND", message)
+
+
+def request_timeout(timeout_s: float) -> ApiError:
+    return ApiError(
+        408,
+        "REQUEST_TIMEOUT",
+        f"the request body did not arrive within {timeout_s:g} seconds",
+    )
+
+
+def runtime_unavailable(model: str, runtime: str, reason: str) -> ApiError:
+    """``model`` has no engine on ``runtime``; ``reason`` names the failure, never a path."""
+    fix = (
+        "; export model.onnx with sepconv-export-onnx and install the onnx extra"
+        if runtime == "onnxruntime"
+        else ""
+    )
+    return ApiError(
+        409, "RUNTIME_UNAVAILABLE", f"model {model!r} cannot run on {runtime} ({reason}){fix}"
+    )
+
+
+def runtime_not_loaded(runtime: str, loaded: Sequence[str], known: Sequence[str]) -> ApiError:
+    """A comparison asked for a runtime the service did not load at start-up."""
+    return ApiError(
+        409,
+        "RUNTIME_UNAVAILABLE",
+        f"runtime {runtime} is not loaded for comparison (loaded: {', '.join(loaded)}); "
+        f"set SEPCONV_COMPARE_RUNTIMES={','.join(known)} and restart the service",
+    )
 
 
 def payload_too_large(limit_bytes: int) -> ApiError:
@@ -65,55 +128,30 @@ def image_too_large(width: int, height: int, limit_pixels: int) -> ApiError:
     )
 
 
-def model_not_found(name: str, available: list[str]) -> ApiError:
-    shown = name if len(name) <= 64 and name.isprintable() else name[:64].encode().hex()
+def image_header_too_large(limit_pixels: int) -> ApiError:
+    """Pillow refused the header before its size was known (over twice its own limit)."""
     return ApiError(
-        404,
-        "MODEL_NOT_FOUND",
-        f"no model named {shown!r}; available: {', '.join(available) or 'none'} (or 'all')",
+        413,
+        "IMAGE_TOO_LARGE",
+        f"the image header claims a canvas over the limit of {limit_pixels} pixels; "
+        "downscale it before sending",
     )
 
 
-def overloaded(retry_after_s: int = 1) -> ApiError:
-    return ApiError(
-        503,
-        "OVERLOADED",
-        "the inference queue is full; retry after the Retry-After delay",
-        headers={"Retry-After": str(retry_after_s)},
-    )
+def unsupported_media_type(message: str) -> ApiError:
+    return ApiError(415, "UNSUPPORTED_MEDIA_TYPE", message)
 
 
-def request_id_of(request: Request) -> str | None:
-    value = getattr(request.state, "request_id", None)
-    return value if isinstance(value, str) else None
+def validation_error(message: str) -> ApiError:
+    return ApiError(422, "VALIDATION_ERROR", message)
 
 
-def error_response(
-    request: Request,
-    status_code: int,
-    code: str,
-    message: str,
-    headers: dict[str, str] | None = None,
-    details: dict[str, Any] | None = None,
-) -> JSONResponse:
-    return envelope(
-        ApiError(status_code, code, message, headers=headers, details=details),
-        request_id_of(request),
-    )
+def client_closed_request() -> ApiError:
+    # Nobody reads this answer; 499 is the status proxies log for a client that hung up.
+    return ApiError(499, "CLIENT_CLOSED_REQUEST", "the client closed the connection mid-request")
 
 
-def envelope(error: ApiError, request_id: str | None) -> JSONResponse:
-    """The answer to ``error``: its status and headers, the envelope as the body."""
-    body = ErrorResponse(
-        error=ErrorDetail(
-            code=error.code, message=error.message, request_id=request_id, details=error.details
-        )
-    )
-    return JSONResponse(
-        body.model_dump(exclude_none=True), status_code=error.status_code, headers=error.headers
-    )
-
-
+# Starlette's own HTTP errors (no route, wrong method, ...), by status.
 _HTTP_CODES = {
     400: "BAD_REQUEST",
     404: "NOT_FOUND",
@@ -124,51 +162,43 @@ _HTTP_CODES = {
 }
 
 
-def _validation_message(error: RequestValidationError) -> str:
-    # Say which parameter and why, but never echo the client's input back.
-    parts = []
-    for item in error.errors()[:5]:
-        location = ".".join(str(p) for p in item.get("loc", ()) if p not in ("query", "path"))
-        parts.append(f"{location or 'request'}: {item.get('msg', 'invalid value')}")
-    return "invalid request parameters: " + "; ".join(parts)
+def http_error(
+    status_code: int, message: str, headers: Mapping[str, str] | None = None
+) -> ApiError:
+    """An error Starlette raised itself, under the code of its status (``HTTP_ERROR`` if none)."""
+    code = _HTTP_CODES.get(status_code, "HTTP_ERROR")
+    return ApiError(status_code, code, message, headers=dict(headers) if headers else None)
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Route every error, FastAPI's own 404/405/422 included, through the envelope."""
+# 5xx: the server's side; 503s say when to retry.
 
-    @app.exception_handler(ApiError)
-    async def _api_error(request: Request, error: ApiError) -> JSONResponse:
-        return error_response(
-            request, error.status_code, error.code, error.message, error.headers, error.details
-        )
 
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
-        return error_response(request, 422, "VALIDATION_ERROR", _validation_message(error))
+def internal_error() -> ApiError:
+    """A bug, not the client's mistake: the cause is logged, never answered."""
+    return ApiError(500, "INTERNAL_ERROR", "the server failed to answer; the error was logged")
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
-        code = _HTTP_CODES.get(error.status_code, "HTTP_ERROR")
-        message = {
-            404: f"no route for {request.method} {request.url.path[:200]}; see /docs",
-            405: f"method {request.method} is not allowed here; see /docs",
-        }.get(error.status_code, str(error.detail))
-        return error_response(
-            request, error.status_code, code, message, getattr(error, "headers", None)
-        )
 
-    @app.exception_handler(ClientDisconnect)
-    async def _client_disconnect(request: Request, error: ClientDisconnect) -> JSONResponse:
-        # The client hung up mid-upload: no server error, and nobody reads this answer.
-        # 499 is the status proxies log for it ("client closed request").
-        logger.info("client disconnected mid-request", extra={"request_id": request_id_of(request)})
-        return error_response(
-            request, 499, "CLIENT_CLOSED_REQUEST", "the client closed the connection mid-request"
-        )
+def engine_error(model: str, reason: str) -> ApiError:
+    """A model's engine failed on a batch: a server fault, so the client can only retry."""
+    return ApiError(
+        500,
+        "ENGINE_ERROR",
+        f"model {model!r} failed to answer: {reason}; the failure was logged, "
+        "retry or report it if it persists",
+    )
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, error: Exception) -> JSONResponse:
-        logger.exception("unhandled error", extra={"request_id": request_id_of(request)})
-        return error_response(
-            request, 500, "INTERNAL_ERROR", "the server failed to answer; the error was logged"
-        )
+
+def overloaded(retry_after_s: int = 1) -> ApiError:
+    return ApiError(
+        503,
+        "OVERLOADED",
+        "the inference queue is full; retry after the Retry-After delay",
+        headers=_retry_after(retry_after_s),
+    )
+
+
+def not_ready(
+    message: str, *, details: dict[str, Any] | None = None, retry_after_s: int = 1
+) -> ApiError:
+    """The service, or the model asked for, cannot answer yet (loading, failed, stopping)."""
+    return ApiError(503, "NOT_READY", message, headers=_retry_after(retry_after_s), details=details)

@@ -14,12 +14,12 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from service.api import compare, health, metrics, models, predict
+from service.api.error_handlers import install_error_handlers
 from service.core.engines import configure_tensorflow
 from service.core.inference import InferenceService
 from service.core.registry import ModelRegistry
 from service.edge.fast_path import FastPredictPath
 from service.edge.middleware import RequestContextMiddleware
-from service.errors import install_error_handlers
 from service.process.metrics import ServiceMetrics
 from service.process.settings import Settings, get_settings
 from service.process.state import ServiceState
@@ -30,12 +30,14 @@ STATIC_DIR = Path(__file__).parent / "static"
 
 async def _load_models(state: ServiceState) -> None:
     settings = state.settings
-    await asyncio.to_thread(
-        configure_tensorflow,
-        settings.threads_per_worker,
-        settings.inter_op_threads,
-        settings.gpu_memory_growth,
-    )
+    if "tensorflow" in state.registry.runtimes:
+        # Only then: a process serving ONNX Runtime alone never imports TensorFlow (~600 MB).
+        await asyncio.to_thread(
+            configure_tensorflow,
+            settings.threads_per_worker,
+            settings.inter_op_threads,
+            settings.gpu_memory_growth,
+        )
     await asyncio.to_thread(state.registry.load_all)
     state.inference.start_ready_models()
     state.registry.loaded.set()
@@ -109,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.runtime,
         warmup_runs=settings.warmup_runs,
         threads=settings.threads_per_worker,
+        compare_runtimes=settings.compare_runtime_list,
     )
     state = ServiceState(
         settings=settings,

@@ -44,7 +44,9 @@ def onnx_client(onnx_models: Path) -> Iterator[TestClient]:
 
 @pytest.fixture(scope="module")
 def tensorflow_client(onnx_models: Path) -> Iterator[TestClient]:
-    yield from ready_client(Settings(model_dir=onnx_models))
+    yield from ready_client(
+        Settings(model_dir=onnx_models, compare_runtimes="tensorflow,onnxruntime")
+    )
 
 
 def png(colour: tuple[int, int, int]) -> bytes:
@@ -109,7 +111,8 @@ def test_compare_unknown_runtime_is_validation_error(tensorflow_client: TestClie
 
 
 def test_compare_onnx_without_model_onnx_is_conflict(exported_models: Path) -> None:
-    for client in ready_client(Settings(model_dir=exported_models)):
+    settings = Settings(model_dir=exported_models, compare_runtimes="onnxruntime")
+    for client in ready_client(settings):
         response = client.get("/compare", params={"runtimes": "onnxruntime", "repeats": 1})
         assert response.status_code == 409
         error = response.json()["error"]

@@ -33,7 +33,7 @@ def _run(command: str, argv: Sequence[str] | None) -> int:
     module.add_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        return module.run(args)
+        return int(module.run(args))
     except (DatasetError, RunNotFound) as error:
         print(f"sepconv-{command}: {error}", file=sys.stderr)
         return 2

@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Convert the latest version of every model under ``--models``."""
-    from training.evaluate import latest_versions
+    from sepconv_contract import latest_versions
 
     for version_dir in latest_versions(args.models):
         path = export_onnx(version_dir)

@@ -39,7 +39,7 @@ def mcnemar_exact_p(only_first: int, only_second: int) -> float:
         return 1.0
     tail = sum(math.comb(discordant, k) for k in range(min(only_first, only_second) + 1))
     # Exact integers until the one division: no overflow and no rounding of the binomials.
-    return min(1.0, 2 * tail / 2**discordant)
+    return min(1.0, 2 * tail / (1 << discordant))
 
 
 def paired_comparison(

@@ -239,6 +239,7 @@ def train_one(
         {architecture: history.epochs},
         target / FIGURE_FILE,
         title=f"{architecture} VGG on CIFAR-10",
+        restored={architecture: selected_epoch} if best_epoch is not None else None,
     )
     print(f"Exported {architecture} to {target}")
     return target
@@ -339,17 +340,26 @@ def _interactive() -> bool:
 
 def plot_all(out_dir: Path, version: int) -> Path | None:
     """The combined figure of every model's history at ``version`` under ``out_dir``."""
+    from sepconv_contract import read_metadata
     from training.export import version_dir
 
-    histories: dict[str, list[dict[str, float]]] = {
-        name: read_history(version_dir(out_dir, name, version) / HISTORY_FILE)
-        for name in ARCHITECTURES
-    }
-    histories = {name: epochs for name, epochs in histories.items() if epochs}
+    histories: dict[str, list[dict[str, float]]] = {}
+    restored: dict[str, int] = {}
+    for name in ARCHITECTURES:
+        folder = version_dir(out_dir, name, version)
+        epochs = read_history(folder / HISTORY_FILE)
+        if not epochs:
+            continue
+        histories[name] = epochs
+        metadata = read_metadata(folder)
+        if metadata and metadata.restored_best_weights and metadata.best_epoch:
+            restored[name] = metadata.best_epoch
     if not histories:
         return None
     path = out_dir / FIGURE_FILE
-    plot_accuracy(histories, path, title="Regular vs separable VGG on CIFAR-10")
+    plot_accuracy(
+        histories, path, title="Regular vs separable VGG on CIFAR-10", restored=restored
+    )
     return path
 
 

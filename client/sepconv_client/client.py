@@ -24,6 +24,7 @@ import httpx
 from PIL import Image
 from pydantic import BaseModel
 
+from sepconv_contract.limits import ALL_MODELS, DEFAULT_PREVIEW, DEFAULT_TOP_K
 from sepconv_contract.schemas import (
     BatchPredictResponse,
     CompareResponse,
@@ -189,7 +190,12 @@ class SepconvClient:
         raise AssertionError("unreachable")
 
     def predict(
-        self, image: ImageInput, *, model: str = "all", top_k: int = 3, preview: bool = False
+        self,
+        image: ImageInput,
+        *,
+        model: str = ALL_MODELS,
+        top_k: int = DEFAULT_TOP_K,
+        preview: bool = DEFAULT_PREVIEW,
     ) -> PredictResponse:
         """Classify one image with every model (or ``model``)."""
         files = {"file": encode_image(image)}
@@ -199,7 +205,7 @@ class SepconvClient:
         return _parse(response, PredictResponse)
 
     def predict_batch(
-        self, images: Sequence[ImageInput], *, model: str = "all", top_k: int = 3
+        self, images: Sequence[ImageInput], *, model: str = ALL_MODELS, top_k: int = DEFAULT_TOP_K
     ) -> BatchPredictResponse:
         """Classify up to 64 images in one request; results come back in order."""
         files = [("files", encode_image(image)) for image in images]
@@ -281,7 +287,12 @@ class AsyncSepconvClient:
         raise AssertionError("unreachable")
 
     async def predict(
-        self, image: ImageInput, *, model: str = "all", top_k: int = 3, preview: bool = False
+        self,
+        image: ImageInput,
+        *,
+        model: str = ALL_MODELS,
+        top_k: int = DEFAULT_TOP_K,
+        preview: bool = DEFAULT_PREVIEW,
     ) -> PredictResponse:
         files = {"file": encode_image(image)}
         response = await self._request(
@@ -290,7 +301,7 @@ class AsyncSepconvClient:
         return _parse(response, PredictResponse)
 
     async def predict_batch(
-        self, images: Sequence[ImageInput], *, model: str = "all", top_k: int = 3
+        self, images: Sequence[ImageInput], *, model: str = ALL_MODELS, top_k: int = DEFAULT_TOP_K
     ) -> BatchPredictResponse:
         files = [("files", encode_image(image)) for image in images]
         response = await self._request(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Annotated
 
 import numpy as np
@@ -12,18 +11,16 @@ from fastapi import APIRouter, Query, Request
 
 from sepconv_contract.schemas import CompareResponse
 from service.api.deps import StateDep
-from service.api.predict import ERRORS, UPLOAD_BODY
+from service.api.openapi import ERRORS, UPLOAD_BODY
 from service.core.comparison import run_comparison, synthetic_image
-from service.core.engines import Engine
-from service.core.imaging import decode_image
+from service.core.engines import RUNTIMES, Engine
+from service.core.prediction import decode_upload
 from service.core.registry import ModelEntry
 from service.edge.uploads import read_one_image
-from service.errors import ApiError
+from service.errors import runtime_not_loaded, runtime_unavailable, validation_error
 
 router = APIRouter(prefix="/compare", tags=["compare"])
-logger = logging.getLogger("sepconv.compare")
 
-RUNTIMES = ("tensorflow", "onnxruntime")
 RepeatsQuery = Annotated[int, Query(ge=1, le=1000, description="Timed calls per model")]
 BatchQuery = Annotated[int, Query(ge=1, le=256, description="Images per engine call")]
 WarmupQuery = Annotated[int, Query(ge=0, le=100, description="Untimed calls per model first")]
@@ -35,18 +32,15 @@ RuntimesQuery = Annotated[
     Query(
         max_length=64,
         description="Comma-separated runtimes: tensorflow, onnxruntime (default: the service's "
-        "runtime); naming both puts each model's runtimes side by side",
+        "runtime); naming both puts each model's runtimes side by side. A runtime other than "
+        "the service's must be loaded at start-up: SEPCONV_COMPARE_RUNTIMES",
     ),
 ]
 
 
 def _select(state: StateDep, models: str) -> list[ModelEntry]:
-    if models.strip() in ("", "all"):
-        return state.inference.select("all")
-    selected: list[ModelEntry] = []
-    for name in dict.fromkeys(n.strip() for n in models.split(",") if n.strip()):
-        selected.extend(state.inference.select(name))
-    return selected
+    # Straight from the registry: /compare runs the engines itself, never the batchers.
+    return state.registry.select([n.strip() for n in models.split(",") if n.strip()])
 
 
 def _runtimes(state: StateDep, runtimes: str | None) -> list[str]:
@@ -55,10 +49,8 @@ def _runtimes(state: StateDep, runtimes: str | None) -> list[str]:
     chosen = list(dict.fromkeys(r.strip() for r in runtimes.split(",") if r.strip()))
     unknown = [r for r in chosen if r not in RUNTIMES]
     if unknown:
-        raise ApiError(
-            422,
-            "VALIDATION_ERROR",
-            f"unknown runtime {unknown[0][:40]!r}: expected {', '.join(RUNTIMES)}",
+        raise validation_error(
+            f"unknown runtime {unknown[0][:40]!r}: expected {', '.join(RUNTIMES)}"
         )
     return chosen
 
@@ -66,22 +58,19 @@ def _runtimes(state: StateDep, runtimes: str | None) -> list[str]:
 def _engines(
     state: StateDep, entries: list[ModelEntry], runtimes: list[str]
 ) -> list[tuple[ModelEntry, Engine]]:
+    """Each model's engine on each runtime, all loaded at start-up, or a 409."""
+    configured = state.settings.compare_runtime_list
+    missing = [r for r in runtimes if r not in configured]
+    if missing:
+        raise runtime_not_loaded(missing[0], configured, RUNTIMES)
     pairs = []
     for entry in entries:
         for runtime in runtimes:
-            try:
-                pairs.append((entry, state.registry.engine(entry, runtime)))
-            except Exception as error:  # noqa: BLE001 - any runtime load failure: ONNX Runtime's own errors included
-                logger.warning(
-                    "runtime unavailable",
-                    extra={"model": entry.name, "runtime": runtime, "reason": type(error).__name__},
-                )
-                raise ApiError(
-                    409,
-                    "RUNTIME_UNAVAILABLE",
-                    f"model {entry.name!r} cannot run on {runtime} ({type(error).__name__}): "
-                    "export model.onnx with sepconv-export-onnx and install the onnx extra",
-                ) from None
+            engine = state.registry.engine(entry, runtime)
+            if engine is None:
+                reason = entry.runtime_errors.get(runtime, "not loaded")
+                raise runtime_unavailable(entry.name, runtime, reason)
+            pairs.append((entry, engine))
     return pairs
 
 
@@ -96,10 +85,9 @@ async def _compare(
     warmup: int,
     uploaded: bool,
 ) -> CompareResponse:
-    chosen = _runtimes(state, runtimes)
+    pairs = _engines(state, entries, _runtimes(state, runtimes))
     # One comparison at a time: two at once would time each other, not the models.
     async with state.compare_lock:
-        pairs = await asyncio.to_thread(_engines, state, entries, chosen)
         return await asyncio.to_thread(
             run_comparison,
             pairs,
@@ -148,7 +136,7 @@ async def compare_upload(
     """Time the models side by side on your image, with each model's prediction."""
     entries = _select(state, models)
     data = await read_one_image(request)
-    decoded = await asyncio.to_thread(decode_image, data, state.settings.max_image_pixels)
+    decoded, _ = await decode_upload(data, state.settings.max_image_pixels)
     return await _compare(
         state,
         entries,

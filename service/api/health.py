@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter
 
-from sepconv_contract.schemas import ErrorResponse, LiveResponse, ModelHealth, ReadyResponse
+from sepconv_contract.schemas import LiveResponse, ModelHealth, ReadyResponse
 from service.api.deps import StateDep
-from service.errors import error_response
+from service.api.openapi import error_responses
+from service.errors import not_ready
 
 router = APIRouter(prefix="/health", tags=["health"])
 
@@ -21,9 +21,9 @@ async def live() -> LiveResponse:
 @router.get(
     "/ready",
     response_model=ReadyResponse,
-    responses={503: {"model": ErrorResponse, "description": "NOT_READY, per model"}},
+    responses=error_responses({503: "NOT_READY, per model"}),
 )
-async def ready(request: Request, state: StateDep) -> ReadyResponse | JSONResponse:
+async def ready(state: StateDep) -> ReadyResponse:
     """200 once every model is loaded and warmed (or one, with strict readiness off)."""
     models = {
         entry.name: ModelHealth(status=entry.status, device=entry.info().device, error=entry.error)
@@ -41,11 +41,7 @@ async def ready(request: Request, state: StateDep) -> ReadyResponse | JSONRespon
             f"{name}: {health.status}" + (f" ({health.error})" if health.error else "")
             for name, health in models.items()
         )
-    return error_response(
-        request,
-        503,
-        "NOT_READY",
-        f"not ready: {reason}",
-        headers={"Retry-After": "1"},
-        details={"models": {k: v.model_dump() for k, v in models.items()}},
+    # The details list every model, so a health check can show which one holds readiness up.
+    raise not_ready(
+        f"not ready: {reason}", details={"models": {k: v.model_dump() for k, v in models.items()}}
     )

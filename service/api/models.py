@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 
-from sepconv_contract.schemas import ErrorResponse, ModelInfo, ModelList, TrainingHistory
+from sepconv_contract.schemas import ModelInfo, ModelList, TrainingHistory
 from service.api.deps import StateDep
+from service.api.openapi import error_responses
 from service.core.registry import ModelEntry
-from service.errors import ApiError, model_not_found
+from service.errors import model_not_found, not_found
 
 router = APIRouter(prefix="/models", tags=["models"])
-NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorResponse, "description": "MODEL_NOT_FOUND"}
-}
+MODEL_NOT_FOUND = error_responses({404: "MODEL_NOT_FOUND"})
+HISTORY_NOT_FOUND = error_responses(
+    {404: "MODEL_NOT_FOUND, or NOT_FOUND when the model was shipped without a history"}
+)
 
 
 def _entry(state: StateDep, name: str) -> ModelEntry:
@@ -31,18 +31,18 @@ async def list_models(state: StateDep) -> ModelList:
     return ModelList(models=models, count=len(models))
 
 
-@router.get("/{name}", response_model=ModelInfo, responses=NOT_FOUND)
+@router.get("/{name}", response_model=ModelInfo, responses=MODEL_NOT_FOUND)
 async def get_model(name: str, state: StateDep) -> ModelInfo:
     """One model's facts."""
     return _entry(state, name).info()
 
 
-@router.get("/{name}/history", response_model=TrainingHistory, responses=NOT_FOUND)
+@router.get("/{name}/history", response_model=TrainingHistory, responses=HISTORY_NOT_FOUND)
 async def get_history(name: str, state: StateDep) -> TrainingHistory:
     """The model's training history (loss and accuracy per epoch), when it was shipped."""
     entry = _entry(state, name)
     if entry.history is None:
-        raise ApiError(404, "NOT_FOUND", f"model {name!r} has no training history")
+        raise not_found(f"model {name!r} has no training history")
     epochs = [
         {k: float(v) for k, v in e.items() if isinstance(v, int | float)}
         for e in entry.history.get("epochs", [])

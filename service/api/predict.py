@@ -4,69 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from sepconv_contract.schemas import BatchPredictResponse, ErrorResponse, PredictResponse
+from sepconv_contract.schemas import BatchPredictResponse, PredictResponse
 from service.api.deps import StateDep
+
+# Re-exported while compare.py still imports them from here; their home is service.api.openapi.
+from service.api.openapi import BATCH_BODY, ERRORS, IMAGE_BODY
 from service.core.prediction import answer_response, classify, decode_upload
+from service.edge.queries import MODEL, PREVIEW, TOP_K
 from service.edge.uploads import read_images, read_one_image
 
 router = APIRouter(prefix="/predict", tags=["predict"])
 
-ModelQuery = Annotated[str, Query(max_length=128, description="A model name, or 'all'")]
-TopKQuery = Annotated[int, Query(ge=1, le=10, description="How many top classes to list")]
-PreviewQuery = Annotated[bool, Query(description="Include the 32x32 input as a PNG data URL")]
-
-_FILE_FIELD: dict[str, Any] = {
-    "schema": {
-        "type": "object",
-        "required": ["file"],
-        "properties": {"file": {"type": "string", "format": "binary"}},
-    }
-}
-# The OpenAPI request bodies: routes read uploads themselves (to cap and time them).
-UPLOAD_BODY: dict[str, Any] = {
-    "requestBody": {"required": True, "content": {"multipart/form-data": _FILE_FIELD}}
-}
-_IMAGE_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": _FILE_FIELD,
-            "image/*": {"schema": {"type": "string", "format": "binary"}},
-        },
-    }
-}
-_BATCH_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["files"],
-                    "properties": {
-                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}}
-                    },
-                }
-            }
-        },
-    }
-}
-ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse, "description": description}
-    for status, description in {
-        400: "INVALID_IMAGE, MISSING_FILE, TOO_MANY_FILES or INVALID_MULTIPART",
-        404: "MODEL_NOT_FOUND",
-        408: "REQUEST_TIMEOUT: the body did not arrive in time",
-        413: "PAYLOAD_TOO_LARGE or IMAGE_TOO_LARGE",
-        415: "UNSUPPORTED_MEDIA_TYPE",
-        422: "VALIDATION_ERROR",
-        503: "OVERLOADED (with Retry-After) or NOT_READY",
-    }.items()
-}
+# Built from the same specification as the fast path's parser, so both take the same queries.
+ModelQuery = Annotated[str, Query(max_length=MODEL.max_length, description=MODEL.description)]
+TopKQuery = Annotated[int, Query(ge=TOP_K.minimum, le=TOP_K.maximum, description=TOP_K.description)]
+PreviewQuery = Annotated[bool, Query(description=PREVIEW.description)]
 
 
 @router.post(
@@ -74,14 +30,14 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     response_model=PredictResponse,
     response_model_exclude_none=True,
     responses=ERRORS,
-    openapi_extra=_IMAGE_BODY,
+    openapi_extra=IMAGE_BODY,
 )
 async def predict(
     request: Request,
     state: StateDep,
-    model: ModelQuery = "all",
-    top_k: TopKQuery = 3,
-    preview: PreviewQuery = False,
+    model: ModelQuery = MODEL.default,
+    top_k: TopKQuery = TOP_K.default,
+    preview: PreviewQuery = PREVIEW.default,
 ) -> Response:
     """Classify one image with every model (or one), side by side."""
     started = time.perf_counter()
@@ -97,14 +53,14 @@ async def predict(
     response_model=BatchPredictResponse,
     response_model_exclude_none=True,
     responses=ERRORS,
-    openapi_extra=_BATCH_BODY,
+    openapi_extra=BATCH_BODY,
 )
 async def predict_batch(
     request: Request,
     state: StateDep,
-    model: ModelQuery = "all",
-    top_k: TopKQuery = 3,
-    preview: PreviewQuery = False,
+    model: ModelQuery = MODEL.default,
+    top_k: TopKQuery = TOP_K.default,
+    preview: PreviewQuery = PREVIEW.default,
 ) -> BatchPredictResponse:
     """Classify 1-64 images (repeated multipart field ``files``), answers in upload order."""
     started = time.perf_counter()

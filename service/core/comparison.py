@@ -1,24 +1,27 @@
 """A fair latency comparison: the models take turns (A, B, A, B, ...) on the same input.
 
 Interleaving means drift in the machine's speed (thermal, other load) hits every model alike.
-It runs directly on the engines, off the event loop, one comparison at a time.
+It runs directly on the engines, off the event loop, one comparison at a time. The summary puts
+the accuracy the speed costs (from each model's evaluation metadata) next to the speed gain.
 """
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
 
+from sepconv_contract import Interval
 from sepconv_contract.schemas import (
+    CompareAccuracy,
     CompareEntry,
     ComparePrediction,
     CompareResponse,
     CompareSummary,
-    LatencyStats,
 )
-from service.core.engines import Engine
+from service.core.engines import Engine, Probabilities
+from service.core.latency import images_per_second, latency_stats, time_rounds
 from service.core.registry import ModelEntry
 
 SYNTHETIC_SEED = 20260101
@@ -27,20 +30,6 @@ SYNTHETIC_SEED = 20260101
 def synthetic_image() -> npt.NDArray[np.uint8]:
     """A fixed 32x32 RGB input, the same on every call and machine."""
     return np.random.default_rng(SYNTHETIC_SEED).integers(0, 256, (32, 32, 3), dtype=np.uint8)
-
-
-def latency_stats(samples_ms: list[float]) -> LatencyStats:
-    values = np.asarray(samples_ms, dtype=np.float64)
-    p50, p95, p99 = np.percentile(values, [50, 95, 99])
-    return LatencyStats(
-        mean=round(float(values.mean()), 4),
-        std=round(float(values.std()), 4),
-        min=round(float(values.min()), 4),
-        p50=round(float(p50), 4),
-        p95=round(float(p95), 4),
-        p99=round(float(p99), 4),
-        max=round(float(values.max()), 4),
-    )
 
 
 def _ratio(values: list[int | None]) -> float | None:
@@ -63,32 +52,33 @@ def run_comparison(
     """Time every (model, runtime) ``repeats`` times, interleaved, on ``batch_size`` copies."""
     batch = np.repeat(image[np.newaxis].astype(np.float32), batch_size, axis=0)
     several_runtimes = len({engine.runtime for _, engine in engines}) > 1
+    keys = [
+        f"{entry.name} ({engine.runtime})" if several_runtimes else entry.name
+        for entry, engine in engines
+    ]
+    outputs: dict[str, Probabilities] = {}
 
-    def key(entry: ModelEntry, engine: Engine) -> str:
-        return f"{entry.name} ({engine.runtime})" if several_runtimes else entry.name
+    def caller(key: str, engine: Engine) -> Callable[[], None]:
+        def call() -> None:
+            outputs[key] = engine.predict(batch)
 
-    for _ in range(warmup):
-        for _, engine in engines:
-            engine.predict(batch)
-    samples: dict[str, list[float]] = {key(entry, engine): [] for entry, engine in engines}
-    outputs: dict[str, npt.NDArray[np.float32]] = {}
+        return call
+
     # A wall-time budget bounds one comparison (and so the wait of the next one in line):
     # 1000 rounds of batch 256 on the regular model would otherwise hold both cores for minutes.
-    deadline = time.perf_counter() + budget_s
-    rounds = 0
-    while rounds < repeats and (rounds == 0 or time.perf_counter() < deadline):
-        for entry, engine in engines:
-            started = time.perf_counter()
-            outputs[key(entry, engine)] = engine.predict(batch)
-            samples[key(entry, engine)].append((time.perf_counter() - started) * 1000.0)
-        rounds += 1
+    samples = time_rounds(
+        [caller(key, engine) for key, (_, engine) in zip(keys, engines, strict=True)],
+        max_rounds=repeats,
+        budget_s=budget_s,
+        warmup_rounds=warmup,
+    )
 
     results: list[CompareEntry] = []
-    for entry, engine in engines:
-        stats = latency_stats(samples[key(entry, engine)])
+    for key, (entry, engine), timings in zip(keys, engines, samples, strict=True):
+        stats = latency_stats(timings)
         prediction = None
         if uploaded:
-            probabilities = outputs[key(entry, engine)][0]
+            probabilities = outputs[key][0]
             best = int(np.argmax(probabilities))
             prediction = ComparePrediction(
                 label=entry.classes[best], confidence=float(probabilities[best])
@@ -102,17 +92,20 @@ def run_comparison(
                 macs_per_image=info.macs_per_image,
                 test_accuracy=info.test_accuracy,
                 latency_ms=stats,
-                images_per_second=round(batch_size * 1000.0 / stats.mean, 2) if stats.mean else 0.0,
+                images_per_second=images_per_second(batch_size, stats),
                 prediction=prediction,
             )
         )
 
-    by_p50 = sorted(results, key=lambda r: r.latency_ms.p50)
-    fastest, slowest = by_p50[0], by_p50[-1]
+    order = sorted(range(len(results)), key=lambda i: results[i].latency_ms.p50)
+    fastest, slowest = order[0], order[-1]
+    fastest_p50, slowest_p50 = results[fastest].latency_ms.p50, results[slowest].latency_ms.p50
+    speedup = round(slowest_p50 / fastest_p50, 3) if fastest_p50 else 1.0
+    accuracy = accuracy_cost(engines[fastest][0], engines[slowest][0])
     labels = {r.prediction.label for r in results if r.prediction is not None}
     devices = sorted({engine.device for _, engine in engines})
     return CompareResponse(
-        repeats=rounds,
+        repeats=len(samples[0]),
         requested_repeats=repeats,
         batch_size=batch_size,
         warmup=warmup,
@@ -120,12 +113,103 @@ def run_comparison(
         input="upload" if uploaded else "synthetic",
         models=results,
         summary=CompareSummary(
-            fastest=f"{fastest.model} ({fastest.runtime})" if several_runtimes else fastest.model,
-            speedup=round(slowest.latency_ms.p50 / fastest.latency_ms.p50, 3)
-            if fastest.latency_ms.p50
-            else 1.0,
+            fastest=keys[fastest],
+            speedup=speedup,
+            speedup_versus=keys[slowest],
             parameter_ratio=_ratio([r.parameters for r in results]),
             mac_ratio=_ratio([r.macs_per_image for r in results]),
             agreement=(len(labels) == 1) if uploaded else None,
+            accuracy=accuracy,
+            headline=headline(
+                keys[fastest],
+                keys[slowest],
+                speedup,
+                accuracy,
+                same_network=engines[fastest][0].name == engines[slowest][0].name,
+                fastest_p50=fastest_p50,
+            ),
         ),
     )
+
+
+def accuracy_cost(fastest: ModelEntry, slowest: ModelEntry) -> CompareAccuracy | None:
+    """``fastest``'s test accuracy against ``slowest``'s, paired on the same images when the
+    evaluation recorded it; None for one network, or when either lacks a test evaluation."""
+    if fastest.name == slowest.name:
+        return None
+    # The evaluation may have recorded the pair from either side; from the slow side every
+    # sign flips.
+    for this, other, sign in ((fastest, slowest, 1.0), (slowest, fastest, -1.0)):
+        paired = this.metadata.paired if this.metadata else None
+        match = next((p for p in paired or [] if p.other == other.name), None)
+        if match is None:
+            continue
+        interval = match.difference_interval
+        if sign < 0:
+            interval = interval.model_copy(update={"low": -interval.high, "high": -interval.low})
+        return CompareAccuracy(
+            model=fastest.name,
+            versus=slowest.name,
+            difference=sign * match.accuracy_difference,
+            difference_interval=interval,
+            mcnemar_p=match.mcnemar_p,
+            test_images=match.images,
+        )
+    fast = fastest.metadata.test_accuracy if fastest.metadata else None
+    slow = slowest.metadata.test_accuracy if slowest.metadata else None
+    if fast is None or slow is None:
+        return None
+    return CompareAccuracy(model=fastest.name, versus=slowest.name, difference=fast - slow)
+
+
+def headline(
+    fastest: str,
+    slowest: str,
+    speedup: float,
+    accuracy: CompareAccuracy | None,
+    *,
+    same_network: bool,
+    fastest_p50: float,
+) -> str:
+    """One sentence: how much faster the fastest entry is, against what, at what accuracy."""
+    if fastest == slowest:
+        return f"{fastest} alone was timed: {fastest_p50:.2f} ms at p50 latency"
+    speed = f"{fastest} is {speedup:.1f}x faster at p50 latency than {slowest}"
+    if same_network:
+        return f"{speed}: the same network on another runtime, so the same accuracy"
+    if accuracy is None:
+        return (
+            f"{speed}; the accuracy difference is unknown "
+            "(no test evaluation in the models' metadata)"
+        )
+    return f"{speed}, {_accuracy_phrase(accuracy)}"
+
+
+def _accuracy_phrase(accuracy: CompareAccuracy) -> str:
+    """``1.6 points less accurate (95% CI 0.8 to 2.4, McNemar p = 0.0003)``."""
+    points = accuracy.difference * 100.0
+    less = points < 0
+    if abs(points) < 0.05:
+        text = "about as accurate"
+    else:
+        text = f"{abs(points):.1f} points {'less' if less else 'more'} accurate"
+    details = []
+    if accuracy.difference_interval is not None:
+        details.append(_interval_phrase(accuracy.difference_interval, flip=less))
+    if accuracy.mcnemar_p is not None:
+        details.append(f"McNemar {_p_phrase(accuracy.mcnemar_p)}")
+    else:
+        details.append("unpaired test accuracies")
+    return f"{text} ({', '.join(details)})"
+
+
+def _interval_phrase(interval: Interval, *, flip: bool) -> str:
+    # Stated in the sentence's own direction: "less accurate" reads the interval of the loss.
+    low, high = (-interval.high, -interval.low) if flip else (interval.low, interval.high)
+    return f"{interval.level:.0%} CI {low * 100:.1f} to {high * 100:.1f}"
+
+
+def _p_phrase(p: float) -> str:
+    if p < 0.0001:
+        return "p < 0.0001"
+    return f"p = {p:.1g}" if p < 0.01 else f"p = {p:.2f}"

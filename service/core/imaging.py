@@ -17,7 +17,12 @@ import numpy.typing as npt
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from sepconv_contract.schemas import ImageInfo
-from service.errors import ApiError, image_too_large, invalid_image, unsupported_media_type
+from service.errors import (
+    image_header_too_large,
+    image_too_large,
+    invalid_image,
+    unsupported_media_type,
+)
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
 MODEL_SIZE = (32, 32)
@@ -117,12 +122,7 @@ def open_image(data: bytes, max_pixels: int) -> OpenedImage:
         ) from None
     except Image.DecompressionBombError:
         # Over twice Pillow's limit it refuses in open(), before the size reaches us.
-        raise ApiError(
-            413,
-            "IMAGE_TOO_LARGE",
-            f"the image header claims a canvas over the limit of {max_pixels} pixels; "
-            "downscale it before sending",
-        ) from None
+        raise image_header_too_large(max_pixels) from None
     except (OSError, ValueError, SyntaxError) as error:
         raise invalid_image(f"the image header is damaged ({type(error).__name__})") from None
 

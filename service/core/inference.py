@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from sepconv_contract.schemas import ClassProbability, ModelPrediction
 from service.core.batching import BatchResult, MicroBatcher, Pixels, QueueFull
 from service.core.registry import ModelEntry, ModelRegistry
-from service.errors import ApiError, model_not_found, overloaded
+from service.errors import model_not_found, not_ready, overloaded
 from service.process.metrics import ServiceMetrics
 from service.process.settings import Settings
 
@@ -40,10 +40,17 @@ class InferenceService:
                     max_batch_size=self.settings.max_batch_size,
                     batch_timeout_ms=self.settings.batch_timeout_ms,
                     max_queue=self.settings.max_queue,
+                    num_classes=len(entry.classes),
                     observe=self.metrics.observe_batch,
+                    on_restart=self._count_restart,
                 )
                 batcher.start()
                 self.batchers[entry.name] = batcher
+                # The series exists from the start, at 0, so an alert can watch its rate.
+                self.metrics.batcher_restarts.labels(entry.name)
+
+    def _count_restart(self, name: str) -> None:
+        self.metrics.batcher_restarts.labels(name).inc()
 
     async def stop(self) -> None:
         for batcher in self.batchers.values():
@@ -56,23 +63,13 @@ class InferenceService:
             # Ready and given a batcher: a model loads before the app starts its batcher.
             entries = [e for e in self.registry.ready_entries() if e.name in self.batchers]
             if not entries:
-                raise ApiError(
-                    503,
-                    "NOT_READY",
-                    "no model is ready yet; retry shortly",
-                    headers={"Retry-After": "1"},
-                )
+                raise not_ready("no model is ready yet; retry shortly")
             return entries
         entry = self.registry.get(model)
         if entry is None:
             raise model_not_found(model, self.registry.names)
         if entry.status != "ready" or entry.name not in self.batchers:
-            raise ApiError(
-                503,
-                "NOT_READY",
-                f"model {model!r} is {entry.status}: {entry.error or 'still loading'}",
-                headers={"Retry-After": "1"},
-            )
+            raise not_ready(f"model {model!r} is {entry.status}: {entry.error or 'still loading'}")
         return [entry]
 
     def ensure_capacity(self, entries: list[ModelEntry], images: int) -> None:

@@ -10,6 +10,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -26,12 +27,17 @@ from sepconv_contract import (
     read_metadata,
 )
 from sepconv_contract.schemas import ModelInfo
+from service.core.batching import describe_output_mismatch
 from service.core.cpus import available_cpus
 from service.core.engines import Engine, open_engine
+from service.errors import model_not_found, not_ready
 
 logger = logging.getLogger("sepconv.registry")
 
 Status = Literal["loading", "ready", "failed"]
+
+# Warm-up batch sizes: 1, the hot path; 2, proof that the batch dimension is not fixed.
+WARMUP_BATCH_SIZES = (1, 2)
 
 
 @dataclass
@@ -49,6 +55,7 @@ class ModelEntry:
     history: dict[str, Any] | None = None
     size_bytes: int | None = None
     extra_engines: dict[str, Engine] = field(default_factory=dict)
+    runtime_errors: dict[str, str] = field(default_factory=dict)
 
     @property
     def classes(self) -> list[str]:
@@ -110,13 +117,15 @@ class ModelRegistry:
         runtime: str,
         warmup_runs: int = 3,
         threads: int = 0,
+        compare_runtimes: Sequence[str] = (),
     ) -> None:
         self.model_dir = model_dir
         self.runtime = runtime
+        # Loaded beside the serving engine at start-up, so /compare never loads one mid-request.
+        self.compare_runtimes = [r for r in dict.fromkeys(compare_runtimes) if r != runtime]
         self.warmup_runs = warmup_runs
         self.threads = threads or available_cpus()
         self._entries: dict[str, ModelEntry] = {}
-        self._lock = threading.Lock()
         self.loaded = threading.Event()
         self._discover(names)
 
@@ -148,6 +157,11 @@ class ModelRegistry:
             self._entries[name] = ModelEntry(name, path, version, self.runtime)
 
     @property
+    def runtimes(self) -> list[str]:
+        """Every runtime this registry loads: the serving one first, then the comparison's."""
+        return [self.runtime, *self.compare_runtimes]
+
+    @property
     def names(self) -> list[str]:
         return list(self._entries)
 
@@ -170,18 +184,60 @@ class ModelRegistry:
             if entry.status == "loading":
                 self._load(entry)
 
-    def engine(self, entry: ModelEntry, runtime: str) -> Engine:
-        """The model's engine for ``runtime``; a second runtime is loaded on first use."""
+    def select(self, names: Sequence[str] | None = None) -> list[ModelEntry]:
+        """The ready models ``names`` lists, in order (None, empty or ``all``: every ready
+        model); 404 MODEL_NOT_FOUND for a name not in the repository, 503 NOT_READY for one
+        still loading or failed.
+
+        Unlike ``InferenceService.select`` it needs no batcher: for callers that run the
+        engines themselves (``/compare``).
+        """
+        wanted = list(dict.fromkeys(names or ["all"]))
+        selected: dict[str, ModelEntry] = {}
+        for name in wanted:
+            if name == "all":
+                ready = self.ready_entries()
+                if not ready:
+                    raise not_ready("no model is ready yet; retry shortly")
+                selected.update((e.name, e) for e in ready)
+                continue
+            entry = self.get(name)
+            if entry is None:
+                raise model_not_found(name, self.names)
+            if entry.status != "ready":
+                raise not_ready(
+                    f"model {name!r} is {entry.status}: {entry.error or 'still loading'}"
+                )
+            selected[name] = entry
+        return list(selected.values())
+
+    def engine(self, entry: ModelEntry, runtime: str) -> Engine | None:
+        """The model's engine for ``runtime``, loaded at start-up; None when that runtime was
+        not configured or failed to load (then ``entry.runtime_errors`` says why)."""
         if entry.engine is not None and entry.engine.runtime == runtime:
             return entry.engine
-        with self._lock:
-            cached = entry.extra_engines.get(runtime)
-            if cached is None:
-                assert entry.path is not None
-                cached = open_engine(entry.path, runtime, self.threads)
-                cached.predict(np.zeros((1, *INPUT_SHAPE), np.float32))
-                entry.extra_engines[runtime] = cached
-            return cached
+        return entry.extra_engines.get(runtime)
+
+    def load_extra_runtimes(self, entry: ModelEntry) -> None:
+        """Load and warm ``entry``'s engines for ``compare_runtimes``; a runtime that fails is
+        recorded in ``entry.runtime_errors`` and leaves the model serving on its own runtime."""
+        assert entry.path is not None
+        for runtime in self.compare_runtimes:
+            try:
+                engine = open_engine(entry.path, runtime, self.threads)
+                self._warm_up(engine, len(entry.classes))
+            except Exception as error:  # noqa: BLE001 - any failure, ONNX Runtime's own included
+                entry.runtime_errors[runtime] = _describe_load_error(error, entry.path)
+                logger.warning(
+                    "comparison runtime unavailable",
+                    extra={
+                        "model": entry.name,
+                        "runtime": runtime,
+                        "reason": entry.runtime_errors[runtime],
+                    },
+                )
+                continue
+            entry.extra_engines[runtime] = engine
 
     def _load(self, entry: ModelEntry) -> None:
         assert entry.path is not None
@@ -190,16 +246,11 @@ class ModelRegistry:
             entry.metadata = read_metadata(entry.path)
             entry.history = self._read_history(entry.path)
             engine = open_engine(entry.path, self.runtime, self.threads)
-            warm = np.zeros((1, *INPUT_SHAPE), np.float32)
-            for _ in range(max(1, self.warmup_runs)):
-                probabilities = engine.predict(warm)
-            if probabilities.shape != (1, len(entry.classes)):
-                raise ValueError(
-                    f"output shape {probabilities.shape} does not match "
-                    f"{len(entry.classes)} classes"
-                )
+            self._warm_up(engine, len(entry.classes))
             entry.size_bytes = _folder_size(entry.path)
             entry.engine = engine
+            # Before "ready": a ready model has every comparison runtime settled.
+            self.load_extra_runtimes(entry)
             entry.status = "ready"
             logger.info(
                 "model ready",
@@ -215,6 +266,31 @@ class ModelRegistry:
             entry.status = "failed"
             entry.error = _describe_load_error(error, entry.path)
             logger.error("model failed to load", extra={"model": entry.name, "reason": entry.error})
+
+    def _warm_up(self, engine: Engine, num_classes: int) -> None:
+        """Run ``warmup_runs`` calls at each of ``WARMUP_BATCH_SIZES``, checking every answer.
+
+        Batch 1 alone would pass a model exported with a fixed batch dimension of 1, which then
+        fails every batch the micro-batcher gathers; batch 2 refuses it here, at load.
+        """
+        for batch_size in WARMUP_BATCH_SIZES:
+            warm = np.zeros((batch_size, *INPUT_SHAPE), np.float32)
+            for _ in range(max(1, self.warmup_runs)):
+                try:
+                    probabilities = engine.predict(warm)
+                except Exception as error:
+                    if batch_size == 1:
+                        raise
+                    raise ValueError(
+                        f"the engine failed on a batch of {batch_size} "
+                        f"({type(error).__name__}) after answering a batch of 1: the model "
+                        "must accept any batch size (export with a None batch dimension)"
+                    ) from error
+                mismatch = describe_output_mismatch(
+                    np.shape(probabilities), batch_size, num_classes
+                )
+                if mismatch is not None:
+                    raise ValueError(mismatch)
 
     @staticmethod
     def _read_history(path: Path) -> dict[str, Any] | None:

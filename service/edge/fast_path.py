@@ -21,23 +21,21 @@ from urllib.parse import parse_qsl
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.core.prediction import answer_response, classify, decode_upload
-from service.edge.uploads import RAW_TYPES
-from service.errors import ApiError, envelope, missing_file
+from service.edge.content_types import is_raw_image, scope_media_type
+from service.edge.envelope import envelope_response
+from service.edge.queries import MODEL, PREVIEW, TOP_K
+from service.errors import ApiError, client_closed_request, empty_body
 from service.process.state import ServiceState
 
 logger = logging.getLogger("sepconv.errors")
 PATH = "/predict"
-MAX_MODEL_NAME = 128
-MAX_TOP_K = 10
-_TRUE = frozenset({"true", "1", "yes", "on"})
-_BOOLEAN = _TRUE | {"false", "0", "no", "off"}
 
 
 @dataclass(frozen=True)
 class PredictQuery:
-    model: str = "all"
-    top_k: int = 3
-    preview: bool = False
+    model: str = MODEL.default
+    top_k: int = TOP_K.default
+    preview: bool = PREVIEW.default
 
 
 @dataclass(frozen=True)
@@ -53,8 +51,9 @@ _PREDICT_ROUTE = _Route(PATH)
 def parse_query(query_string: bytes) -> PredictQuery | None:
     """The query of a plain request, or None when FastAPI should judge it.
 
-    Only unambiguous values are taken: a repeated, over-long or unusual value is left to the
-    route's own validation, so both paths accept and refuse exactly the same requests.
+    Only unambiguous values are taken (``service.edge.queries`` says which): a repeated,
+    over-long or unusual value is left to the route's own validation, so both paths accept and
+    refuse exactly the same requests.
     """
     pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
     seen: dict[str, str] = {}
@@ -62,27 +61,12 @@ def parse_query(query_string: bytes) -> PredictQuery | None:
         if key in seen:
             return None
         seen[key] = value
-    model = seen.get("model", "all")
-    if not model or len(model) > MAX_MODEL_NAME:
+    model = MODEL.read(seen.get(MODEL.name))
+    top_k = TOP_K.read(seen.get(TOP_K.name))
+    preview = PREVIEW.read(seen.get(PREVIEW.name))
+    if model is None or top_k is None or preview is None:
         return None
-    top_k_text = seen.get("top_k", "3")
-    # Two digits at most: "03" is 3 for both paths, and int() of thousands of digits raises.
-    if not (top_k_text.isascii() and top_k_text.isdigit() and len(top_k_text) <= 2):
-        return None
-    if not 1 <= int(top_k_text) <= MAX_TOP_K:
-        return None
-    preview_text = seen.get("preview", "false").lower()
-    if preview_text not in _BOOLEAN:
-        return None
-    return PredictQuery(model, int(top_k_text), preview_text in _TRUE)
-
-
-def raw_content_type(scope: Scope) -> bool:
-    for name, value in scope["headers"]:
-        if name == b"content-type":
-            media = value.decode("latin-1").split(";", 1)[0].strip().lower()
-            return media.startswith(RAW_TYPES)
-    return False
+    return PredictQuery(model, top_k, preview)
 
 
 class FastPredictPath:
@@ -98,7 +82,7 @@ class FastPredictPath:
             scope["type"] == "http"
             and scope["path"] == PATH
             and scope["method"] == "POST"
-            and raw_content_type(scope)
+            and is_raw_image(scope_media_type(scope))
         ):
             query = parse_query(scope["query_string"])
         if query is None:
@@ -109,7 +93,7 @@ class FastPredictPath:
             await self._predict(query, scope, receive, send)
         except ApiError as error:
             request_id = scope.get("state", {}).get("request_id")
-            await envelope(error, request_id)(scope, receive, send)
+            await envelope_response(error, request_id)(scope, receive, send)
 
     async def _predict(
         self, query: PredictQuery, scope: Scope, receive: Receive, send: Send
@@ -130,15 +114,12 @@ async def _read_body(receive: Receive) -> bytes:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            # Nobody reads this answer; 499 is what proxies log for a client that hung up.
             logger.info("client disconnected mid-request")
-            raise ApiError(
-                499, "CLIENT_CLOSED_REQUEST", "the client closed the connection mid-request"
-            )
+            raise client_closed_request()
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             break
     data = b"".join(chunks)
     if not data:
-        raise missing_file("the request body is empty; send the image bytes")
+        raise empty_body()
     return data

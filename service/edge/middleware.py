@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 import re
 import secrets
@@ -18,7 +17,8 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import ApiError, payload_too_large
+from service.edge.envelope import envelope_response
+from service.errors import ApiError, internal_error, payload_too_large, request_timeout
 from service.process.metrics import ServiceMetrics
 
 logger = logging.getLogger("sepconv.access")
@@ -106,13 +106,7 @@ class RequestContextMiddleware:
             logger.exception("unhandled error", extra={"request_id": request_id})
             if response_started:
                 raise
-            await self._refuse(
-                send_with_id,
-                ApiError(
-                    500, "INTERNAL_ERROR", "the server failed to answer; the error was logged"
-                ),
-                request_id,
-            )
+            await self._refuse(send_with_id, internal_error(), request_id)
         finally:
             elapsed = time.perf_counter() - started
             endpoint = _endpoint(scope)
@@ -142,11 +136,7 @@ class RequestContextMiddleware:
                 message = await _within(receive, max(deadline - time.monotonic(), 0.001))
             except asyncio.TimeoutError:
                 on_refused()
-                raise ApiError(
-                    408,
-                    "REQUEST_TIMEOUT",
-                    f"the request body did not arrive within {self.body_timeout_s:g} seconds",
-                ) from None
+                raise request_timeout(self.body_timeout_s) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
@@ -161,17 +151,18 @@ class RequestContextMiddleware:
         return guarded
 
     async def _refuse(self, send: Send, error: ApiError, request_id: str) -> None:
-        body = json.dumps(
-            {"error": {"code": error.code, "message": error.message, "request_id": request_id}}
-        ).encode()
-        headers: list[tuple[bytes, bytes]] = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close"),
-        ]
-        headers += [(k.lower().encode(), v.encode()) for k, v in (error.headers or {}).items()]
-        await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        """Answer ``error`` in plain ASGI, outside any route, and close the connection."""
+        # The body may be unread (too large, too slow, or a failure mid-stream): closing the
+        # connection spares the server draining it for keep-alive.
+        response = envelope_response(error, request_id, headers={"Connection": "close"})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status_code,
+                "headers": response.raw_headers,
+            }
+        )
+        await send({"type": "http.response.body", "body": response.body})
 
 
 async def _within(receive: Receive, seconds: float) -> Message:

@@ -5,28 +5,20 @@ from __future__ import annotations
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect, Request
 
-from service.errors import ApiError, missing_file, unsupported_media_type
+from service.edge.content_types import MULTIPART, is_raw_image, media_type
+from service.errors import (
+    ApiError,
+    empty_body,
+    invalid_multipart,
+    missing_file,
+    too_many_files,
+    unsupported_media_type,
+)
 
-MULTIPART = "multipart/form-data"
-RAW_TYPES = ("image/", "application/octet-stream")
 # Form parsing limits: nothing legitimate needs more, and thousands of empty fields or a huge
 # text field must not cost memory or time.
 MAX_FORM_FIELDS = 16
 MAX_PART_BYTES = 64 * 1024
-
-
-def _content_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-
-
-def too_many_files(max_files: int) -> ApiError:
-    if max_files == 1:
-        return ApiError(
-            400,
-            "TOO_MANY_FILES",
-            "this endpoint takes one image; use /predict/batch with field 'files'",
-        )
-    return ApiError(400, "TOO_MANY_FILES", f"at most {max_files} images per request")
 
 
 async def _form_files(request: Request, field: str, max_files: int) -> list[bytes]:
@@ -38,12 +30,10 @@ async def _form_files(request: Request, field: str, max_files: int) -> list[byte
     except (ApiError, ClientDisconnect):
         raise
     except Exception as error:  # malformed multipart of any kind is the client's mistake
-        message = getattr(error, "detail", None) or "malformed multipart body"
-        if "too many files" in str(message).lower():
+        message = str(getattr(error, "detail", None) or "malformed multipart body")
+        if "too many files" in message.lower():
             raise too_many_files(max_files) from None
-        raise ApiError(
-            400, "INVALID_MULTIPART", f"cannot parse the multipart body: {str(message)[:200]}"
-        ) from None
+        raise invalid_multipart(message) from None
     try:
         uploads = [v for v in form.getlist(field) if isinstance(v, UploadFile)]
         others = [k for k, v in form.multi_items() if isinstance(v, UploadFile) and k != field]
@@ -61,13 +51,13 @@ async def _form_files(request: Request, field: str, max_files: int) -> list[byte
 
 async def read_images(request: Request, *, field: str, max_files: int) -> list[bytes]:
     """The uploaded images' bytes, from multipart ``field`` or an ``image/*`` raw body."""
-    content_type = _content_type(request)
+    content_type = media_type(request.headers.get("content-type", ""))
     if content_type == MULTIPART:
         return await _form_files(request, field, max_files)
-    if content_type.startswith(RAW_TYPES):
+    if is_raw_image(content_type):
         body = await request.body()
         if not body:
-            raise missing_file("the request body is empty; send the image bytes")
+            raise empty_body()
         return [body]
     if not content_type:
         body = await request.body()

@@ -91,6 +91,12 @@ class ServiceMetrics:
             ["model"],
             registry=self.registry,
         )
+        self.batcher_restarts = Counter(
+            "sepconv_batcher_restarts",
+            "Micro-batcher workers restarted after a crash, by model",
+            ["model"],
+            registry=self.registry,
+        )
         self.model_info = Gauge(
             "sepconv_model_info",
             "1 for each known model, labelled with its facts",
@@ -116,13 +122,13 @@ class ServiceMetrics:
             return generate_latest(self.registry)
         forget_dead_workers(Path(os.environ[MULTIPROCESS_DIR_ENV]))
         combined = CollectorRegistry()
-        multiprocess.MultiProcessCollector(combined)
+        multiprocess.MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
         return generate_latest(combined)
 
     def close(self) -> None:
         """A worker that stops takes its live gauges out of the sums."""
         if multiprocess_mode():
-            multiprocess.mark_process_dead(os.getpid())
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
 
 def multiprocess_mode() -> bool:
@@ -139,7 +145,7 @@ def forget_dead_workers(folder: Path) -> None:
     pids = {int(match.group(1)) for match in map(_LIVE_GAUGE.match, os.listdir(folder)) if match}
     for pid in pids - {os.getpid()}:
         if not _alive(pid):
-            multiprocess.mark_process_dead(pid, str(folder))
+            multiprocess.mark_process_dead(pid, str(folder))  # type: ignore[no-untyped-call]
 
 
 _LIVE_GAUGE = re.compile(r"^gauge_live\w+_(\d+)\.db$")

@@ -6,10 +6,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.core.cpus import available_cpus
+from service.core.engines import RUNTIMES
 
 MiB = 1024 * 1024
 
@@ -78,6 +79,19 @@ class Settings(BaseSettings):
         30.0, gt=0, description="Wall-time budget of one /compare run; it stops early past it"
     )
     graceful_timeout_s: float = Field(20.0, ge=0)
+    compare_runtimes: str = Field(
+        "",
+        description="Comma-separated runtimes /compare may time each model on (tensorflow, "
+        "onnxruntime), loaded at start-up; empty = only the serving runtime",
+    )
+
+    @field_validator("compare_runtimes")
+    @classmethod
+    def _known_runtimes(cls, value: str) -> str:
+        unknown = [r for r in _split(value) if r not in RUNTIMES]
+        if unknown:
+            raise ValueError(f"unknown runtime {unknown[0]!r}: expected {', '.join(RUNTIMES)}")
+        return value
 
     @property
     def threads_per_worker(self) -> int:
@@ -85,10 +99,19 @@ class Settings(BaseSettings):
         return self.intra_op_threads or max(1, available_cpus() // self.workers)
 
     @property
+    def compare_runtime_list(self) -> list[str]:
+        """The runtimes /compare may use: the serving runtime first, then the configured ones."""
+        return list(dict.fromkeys([self.runtime, *_split(self.compare_runtimes)]))
+
+    @property
     def model_names(self) -> list[str] | None:
         """The explicit model allowlist, or None to load every model found."""
         names = [name.strip() for name in self.models.split(",") if name.strip()]
         return names or None
+
+
+def _split(names: str) -> list[str]:
+    return [name.strip() for name in names.split(",") if name.strip()]
 
 
 @lru_cache

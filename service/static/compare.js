@@ -29,21 +29,13 @@ function render(result) {
   chart.replaceChildren(latencyChart(result.models, Math.max(chart.clientWidth, 300)));
 }
 
-function sentences({ models, summary, repeats, batch_size: batchSize, device, input }) {
-  const fastest = models.find((m) => m.model === summary.fastest) ?? models[0];
-  const lines = models.filter((m) => m !== fastest).map((other) => {
-    const parts = [`${fastest.model} is ${formatRatio(other.latency_ms.p50 / fastest.latency_ms.p50)} faster at p50`];
-    const fewer = (key, noun) => {
-      if (!fastest[key] || !other[key]) return;
-      const ratio = other[key] / fastest[key];
-      parts.push(ratio >= 1 ? `${formatRatio(ratio)} fewer ${noun}` : `${formatRatio(1 / ratio)} more ${noun}`);
-    };
-    fewer("parameters", "parameters");
-    fewer("macs_per_image", "multiply-adds");
-    const tail = parts.slice(1);
-    const joined = tail.length ? ` with ${tail.join(" and ")}` : "";
-    return `${parts[0]}${joined} than ${other.model}.`;
-  });
+function sentences({ summary, repeats, batch_size: batchSize, device, input }) {
+  // The server's headline states the speed gain, against what, and the accuracy it costs.
+  const lines = [`${summary.headline || `${summary.fastest} is ${formatRatio(summary.speedup)} faster at p50`}.`];
+  const sizes = [];
+  if (summary.parameter_ratio) sizes.push(`${formatRatio(summary.parameter_ratio)} the parameters`);
+  if (summary.mac_ratio) sizes.push(`${formatRatio(summary.mac_ratio)} the multiply-adds`);
+  if (sizes.length) lines.push(`The largest model has ${sizes.join(" and ")} of the smallest.`);
   if (summary.agreement !== null) lines.push(summary.agreement ? "Both models predict the same label." : "The models predict different labels.");
   lines.push(`${repeats} timed runs of batch size ${batchSize} on ${device}, ${input} input.`);
   return lines.map((line) => h("span", { class: "sentence" }, line, " "));
