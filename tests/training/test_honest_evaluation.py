@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from sepconv_contract import CLASS_NAMES, read_metadata
-from tests.conftest import class_colour_images
+from tests.helpers.datasets import class_colour_images
 from training.data import Cifar10, DatasetError, split_validation, validation_per_class
 from training.statistics import mcnemar_exact_p, paired_comparison, wilson_interval
 

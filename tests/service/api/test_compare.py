@@ -22,8 +22,9 @@ from service.core.latency import images_per_second, latency_stats, time_rounds
 from service.core.registry import ModelEntry, ModelRegistry
 from service.errors import ApiError
 from service.process.settings import Settings
-from tests.reliability import png_claiming
-from tests.service_fixtures import MODELS, image_bytes, multipart, ready_client
+from tests.helpers.apps import MODELS, ready_client
+from tests.helpers.images import image_bytes, multipart
+from tests.helpers.reliability import png_claiming
 
 NOT_AN_IMAGE = b"this is not a picture\n" * 20
 

@@ -29,8 +29,8 @@ from service.errors import ApiError
 from service.main import create_app
 from service.process.metrics import ServiceMetrics
 from service.process.settings import Settings
-from tests.reliability import assert_error, encode, wait_until_loaded
-from tests.service_fixtures import multipart, sample_pixels
+from tests.helpers.images import encode, multipart, sample_pixels
+from tests.helpers.reliability import assert_error, wait_until_loaded
 
 T = TypeVar("T")
 TOLERANCE = 1e-5

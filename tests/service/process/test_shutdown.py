@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.live_server import ServeProcess, serve_process
+from tests.helpers.servers import ServeProcess, serve_process
 
 pytestmark = pytest.mark.network
 

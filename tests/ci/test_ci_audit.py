@@ -11,16 +11,16 @@ import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
-from tests.live_server import free_port
+from tests.helpers import REPOSITORY
+from tests.helpers.servers import free_port
 
 pytest.importorskip("pip_audit")
 pytestmark = pytest.mark.network
 
-AUDIT = Path(__file__).resolve().parent.parent / ".ci" / "audit"
+AUDIT = REPOSITORY / ".ci" / "audit"
 VULNERABLE_PACKAGE = "numpy"
 VULNERABILITY = {
     "id": "TEST-2026-0001",

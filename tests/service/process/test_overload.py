@@ -20,8 +20,8 @@ import pytest
 from PIL import Image
 
 from service.process.settings import Settings
-from tests.live_server import live_server
-from tests.reliability import encode
+from tests.helpers.images import encode
+from tests.helpers.servers import live_server
 
 pytestmark = pytest.mark.network
 

@@ -18,6 +18,9 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from tests.helpers import REPOSITORY
+from tests.helpers.tools import require_executable
+
 pytestmark = [pytest.mark.browser, pytest.mark.network]
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -28,16 +31,15 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+ARTIFACTS = REPOSITORY / "test-artifacts"
 MODELS = ("regular", "separable")
 LATENCY = re.compile(r"^\d+(\.\d+)? ms$")
 TIMEOUT_MS = 30_000  # generous: a training job may be sharing the CPUs
 
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"{CHROMIUM} is missing: install Debian's Chromium (apt-get install chromium)",
-        allow_module_level=True,
-    )
+
+@pytest.fixture(scope="module", autouse=True)
+def chromium() -> Path:
+    return require_executable("chromium", "apt-get install chromium", path=CHROMIUM)
 
 
 # Assertions wait as long as actions do (their own default is 5 s).
@@ -79,7 +81,7 @@ def model_dir(exported_models: Path, tmp_path_factory: pytest.TempPathFactory) -
 def base_url(model_dir: Path) -> Iterator[str]:
     """A real uvicorn serving the app (page and API) on a free local port."""
     from service.process.settings import Settings
-    from tests.live_server import live_server
+    from tests.helpers.servers import live_server
 
     with live_server(Settings(model_dir=model_dir)) as url:
         yield url

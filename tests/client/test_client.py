@@ -16,7 +16,7 @@ from sepconv_client.client import AsyncSepconvClient, SepconvClient, SepconvErro
 
 from service.main import create_app
 from service.process.settings import Settings
-from tests.live_server import live_server
+from tests.helpers.servers import live_server
 
 
 def sample_image(colour: tuple[int, int, int] = (30, 140, 220)) -> Image.Image:
@@ -187,7 +187,7 @@ def test_client_cli_predict_models_compare(
 
 
 def test_client_cli_reports_unreachable_service(capsys: pytest.CaptureFixture[str]) -> None:
-    from tests.live_server import free_port
+    from tests.helpers.servers import free_port
 
     assert client_main(["--url", f"http://127.0.0.1:{free_port()}", "models"]) == 1
     assert "cannot reach" in capsys.readouterr().err

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import write_image_folders
+from tests.helpers.datasets import write_image_folders
 from training.cli import evaluate_main, train_main
 from training.history import HistoryRecorder
 

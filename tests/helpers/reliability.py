@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import struct
 import time
 import zlib
@@ -15,11 +14,12 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from tests.service_fixtures import READY_TIMEOUT_S, ready_client
+from tests.helpers import REPOSITORY
+from tests.helpers.apps import READY_TIMEOUT_S, ready_client
+from tests.helpers.images import encode
 
 __all__ = ["ready_client"]  # shared with tests/service_fixtures.py, re-exported for the suites
 
-REPOSITORY = Path(__file__).resolve().parent.parent
 # Text that would mean a stack trace leaked into an answer.
 TRACE_MARKERS = ("Traceback", 'File "')
 
@@ -69,13 +69,6 @@ def assert_clean(text: str, *, server_paths: Sequence[Path] = (), echoed: str = 
     for path in (REPOSITORY, *server_paths):
         assert str(path) not in text, text
     assert "site-packages" not in text, text
-
-
-def encode(image: Image.Image, format: str, **options: Any) -> bytes:
-    """``image`` saved by Pillow in ``format``, as bytes."""
-    buffer = io.BytesIO()
-    image.save(buffer, format=format, **options)
-    return buffer.getvalue()
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:

@@ -14,7 +14,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from service.core.imaging import decode_image
-from tests.service_fixtures import CLASSES, MODELS, image_bytes, multipart, predict
+from tests.helpers.apps import CLASSES, MODELS, predict
+from tests.helpers.images import image_bytes, multipart
 
 TOLERANCE = 1e-5
 

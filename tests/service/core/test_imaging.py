@@ -12,7 +12,7 @@ from PIL import Image
 
 from service.core.imaging import decode_image
 from service.errors import ApiError
-from tests.service_fixtures import encode, sample_pixels
+from tests.helpers.images import encode, sample_pixels
 
 LIMIT = 40_000_000
 WHITE = (255, 255, 255)

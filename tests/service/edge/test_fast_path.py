@@ -15,7 +15,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from service.edge.fast_path import PredictQuery, parse_query
 from service.main import create_app
 from service.process.settings import Settings
-from tests.service_fixtures import image_bytes, wait_until_ready
+from tests.helpers.apps import wait_until_ready
+from tests.helpers.images import image_bytes
 
 PNG = {"Content-Type": "image/png"}
 

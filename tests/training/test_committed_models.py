@@ -15,8 +15,9 @@ import tensorflow as tf
 from PIL import Image
 
 from sepconv_contract import CLASS_NAMES
+from tests.helpers import REPOSITORY
+from tests.helpers.tools import require_file
 
-REPOSITORY = Path(__file__).resolve().parent.parent
 MODELS = REPOSITORY / "models"
 # The real CIFAR-10 JPEG copy, where this workplace keeps it beside the repository. Users and
 # CI machines without it skip the one test that needs it; none of it is ever committed.
@@ -79,8 +80,7 @@ def test_committed_model_stores_each_weight_once(name: str) -> None:
 @pytest.fixture(scope="module")
 def cifar10_test_split() -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
     """The 10,000 test images and labels, decoded as ``sepconv-train`` decodes them."""
-    if not CIFAR10_ARCHIVE.is_file():
-        pytest.skip(f"no CIFAR-10 archive at {CIFAR10_ARCHIVE} (SEPCONV_CIFAR10_ARCHIVE)")
+    require_file("cifar10-archive", CIFAR10_ARCHIVE, "set SEPCONV_CIFAR10_ARCHIVE")
     images, labels = [], []
     with tarfile.open(CIFAR10_ARCHIVE) as archive:
         for member in archive:

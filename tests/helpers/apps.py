@@ -1,25 +1,20 @@
-"""Fixtures and helpers for the service tests: a ready app on the test SavedModels, test images.
-
-tests/conftest.py registers this module as a plugin, so every test module sees its fixtures.
-"""
+"""A ready app on the test SavedModels, in-process (``TestClient`` through its lifespan)."""
 
 from __future__ import annotations
 
 import contextlib
-import io
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image
 
 from sepconv_contract import CLASS_NAMES
 from service.main import create_app
 from service.process.settings import Settings
+from tests.helpers.images import multipart
 
 READY_TIMEOUT_S = 120.0
 CLASSES = list(CLASS_NAMES)
@@ -57,33 +52,6 @@ def client(exported_models: Path) -> Iterator[TestClient]:
     """The service on both test SavedModels, shared by every test that only reads from it."""
     with ready_client(Settings(model_dir=exported_models)) as ready:
         yield ready
-
-
-def sample_pixels(seed: int, width: int = 40, height: int = 36) -> np.ndarray:
-    """A gradient with seeded noise, so different seeds give visibly different images."""
-    rng = np.random.default_rng(seed)
-    x = np.linspace(0, 255, width)[None, :]
-    y = np.linspace(0, 255, height)[:, None]
-    base = np.stack(np.broadcast_arrays(x, y, 255 - x), axis=-1)
-    noise = rng.integers(-40, 40, size=(height, width, 3))
-    return np.clip(base + noise, 0, 255).astype(np.uint8)
-
-
-def encode(image: Image.Image, format: str, **options: Any) -> bytes:
-    """``image`` saved by Pillow in ``format``, as bytes."""
-    buffer = io.BytesIO()
-    image.save(buffer, format=format, **options)
-    return buffer.getvalue()
-
-
-def image_bytes(format: str = "PNG", seed: int = 0, width: int = 40, height: int = 36) -> bytes:
-    """A colourful RGB test image in ``format``."""
-    return encode(Image.fromarray(sample_pixels(seed, width, height), "RGB"), format)
-
-
-def multipart(data: bytes, name: str = "image.png", content_type: str = "image/png") -> Any:
-    """A ``files=`` argument uploading ``data`` as the multipart field ``file``."""
-    return {"file": (name, data, content_type)}
 
 
 def predict(client: TestClient, data: bytes, **params: Any) -> dict[str, Any]:

@@ -24,7 +24,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, ImageOps
 
-from tests.hostile import (  # noqa: F401 - the fixtures are found by name
+from tests.helpers.hostile import (  # noqa: F401 - the fixtures are found by name
     PNG,
     REFERENCE,
     assert_unchanged,
@@ -34,10 +34,10 @@ from tests.hostile import (  # noqa: F401 - the fixtures are found by name
     pattern,
     upload,
 )
-from tests.reliability import (
+from tests.helpers.images import encode
+from tests.helpers.reliability import (
     animated_gif,
     assert_error,
-    encode,
     exif_with_orientation,
     gif_claiming,
     png_claiming,

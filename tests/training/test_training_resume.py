@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import PER_CLASS_TEST, PER_CLASS_TRAIN, write_image_folders
+from tests.helpers import REPOSITORY
+from tests.helpers.datasets import PER_CLASS_TEST, PER_CLASS_TRAIN, write_image_folders
 from training.architectures import Architecture, build_model
 from training.cli import export_onnx_main, train_main
 from training.data import Cifar10, load_cifar10
@@ -381,7 +382,7 @@ def test_a_run_without_early_stopping_exports_its_final_weights(tmp_path: Path) 
 def test_training_imports_no_tensorflow_until_it_exports() -> None:
     # sepconv-train --train-only runs where TensorFlow is not installed (Keras on JAX on a GPU
     # host): nothing on its path may import TensorFlow at module level.
-    training = Path(__file__).resolve().parent.parent / "training"
+    training = REPOSITORY / "training"
     on_the_path = (
         "__init__", "__main__", "cli", "train", "history", "machine", "data",
         "architectures", "macs", "evaluation", "statistics", "plots",

@@ -30,8 +30,9 @@ import pytest
 import yaml
 
 from service.process.settings import Settings
+from tests.helpers import REPOSITORY
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPOSITORY
 DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 KUBERNETES_DIR = ROOT / "deploy" / "kubernetes"

@@ -13,7 +13,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from service.process.settings import Settings
-from tests.service_fixtures import encode, image_bytes, ready_client
+from tests.helpers.apps import ready_client
+from tests.helpers.images import encode, image_bytes
 
 UPLOAD_LIMIT = 4096
 

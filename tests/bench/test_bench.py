@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -9,7 +8,8 @@ import pytest
 from sepconv_bench.cli import main as bench_main
 from sepconv_bench.http_load import check_loopback, run_load
 from service.process.settings import Settings
-from tests.live_server import live_server
+from tests.helpers.servers import live_server
+from tests.helpers.tools import require_executable
 
 
 @pytest.mark.network
@@ -67,9 +67,9 @@ def test_run_load_process_generator_counts_non_200(exported_models: Path, tmp_pa
     assert result.requests > 0 and result.non_200 == result.requests
 
 
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
 @pytest.mark.network
 def test_run_load_wrk_generator(exported_models: Path) -> None:
+    require_executable("wrk", "apt-get install wrk")
     with live_server(Settings(model_dir=exported_models)) as url:
         result = run_load(f"{url}/health/live", "ceiling", 4, 1.0, None, generator="wrk")
     assert result.generator == "wrk" and result.requests > 50 and result.non_200 == 0

@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.process.settings import MiB
-from tests.hostile import (  # noqa: F401 - the fixtures are found by name
+from tests.helpers.hostile import (  # noqa: F401 - the fixtures are found by name
     PNG,
     REFERENCE,
     assert_unchanged,
@@ -25,10 +25,7 @@ from tests.hostile import (  # noqa: F401 - the fixtures are found by name
     pattern,
     upload,
 )
-from tests.reliability import (
-    assert_clean,
-    assert_error,
-)
+from tests.helpers.reliability import assert_clean, assert_error
 
 pytestmark = pytest.mark.usefixtures("baseline")
 

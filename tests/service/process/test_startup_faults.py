@@ -18,7 +18,8 @@ from PIL import Image
 
 from service.main import create_app
 from service.process.settings import Settings
-from tests.reliability import assert_clean, assert_error, encode, wait_until_loaded
+from tests.helpers.images import encode
+from tests.helpers.reliability import assert_clean, assert_error, wait_until_loaded
 
 IMAGE = encode(Image.new("RGB", (40, 36), (90, 160, 40)), "PNG")
 PNG = {"content-type": "image/png"}

@@ -21,8 +21,9 @@ import pytest
 from PIL import Image
 
 from service.process.settings import MiB, Settings
-from tests.live_server import live_server
-from tests.reliability import assert_error, encode
+from tests.helpers.images import encode
+from tests.helpers.reliability import assert_error
+from tests.helpers.servers import live_server
 
 pytestmark = pytest.mark.network
 

@@ -13,17 +13,16 @@ from fastapi.testclient import TestClient
 
 from service.main import create_app
 from service.process.settings import Settings
-from tests.service_fixtures import (
+from tests.helpers.apps import (
     CLASSES,
     MACS_PER_IMAGE,
     MODELS,
     PARAMETERS,
-    image_bytes,
-    multipart,
     predict,
     ready_client,
     wait_until_ready,
 )
+from tests.helpers.images import image_bytes, multipart
 
 # GET /models
 

@@ -14,10 +14,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from service.process.settings import Settings
-from tests.reliability import (
-    encode,
-    ready_client,
-)
+from tests.helpers.images import encode
+from tests.helpers.reliability import ready_client
 
 
 def pattern(width: int = 64, height: int = 48) -> Image.Image:

@@ -16,14 +16,14 @@ import httpx
 import pytest
 from sepconv_client.client import SepconvClient
 
-from tests.live_server import (
+from tests.helpers.images import image_bytes
+from tests.helpers.servers import (
     SERVE,
     ServeProcess,
     free_port,
     kill_process_group,
     serve_process,
 )
-from tests.service_fixtures import image_bytes
 
 pytestmark = pytest.mark.network
 

@@ -11,7 +11,7 @@ import pytest
 
 from service.core.batching import BatchResult, MicroBatcher, QueueFull
 from service.core.engines import TensorFlowEngine
-from tests.service_fixtures import sample_pixels
+from tests.helpers.images import sample_pixels
 
 TOLERANCE = 1e-5
 
