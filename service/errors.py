@@ -82,11 +82,8 @@ def not_found(message: str) -> ApiError:
 
 
 def request_timeout(timeout_s: float) -> ApiError:
-    return ApiError(
-        408,
-        "REQUEST_TIMEOUT",
-        f"the request body did not arrive within {timeout_s:g} seconds",
-    )
+    message = f"the request body did not arrive within {timeout_s:g} seconds"
+    return ApiError(408, "REQUEST_TIMEOUT", message)
 
 
 def runtime_unavailable(model: str, runtime: str, reason: str) -> ApiError:

@@ -423,11 +423,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "CIFAR-10; on smaller data 10%% of the smallest class)",
     )
     parser.add_argument(
-        "--validation-seed",
-        type=int,
-        default=defaults.validation_seed,
+        "--validation-seed", type=int, default=defaults.validation_seed,
         help="seed choosing the held-out validation images",
-    )
+    )  # fmt: skip
     parser.add_argument(
         "--fresh", action="store_true", help="discard this run's checkpoints instead of resuming"
     )

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Annotated
 
 import numpy as np
 import numpy.typing as npt
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 
 from sepconv_contract.schemas import CompareResponse
 from service.api.deps import StateDep
@@ -74,76 +75,65 @@ def _engines(
     return pairs
 
 
+@dataclass(frozen=True)
+class CompareQuery:
+    """What both comparison routes take: how long to time, on what, with which runtimes."""
+
+    repeats: int
+    batch_size: int
+    warmup: int
+    models: str
+    runtimes: str | None
+
+
+async def compare_query(
+    repeats: RepeatsQuery = 50,
+    batch_size: BatchQuery = 1,
+    warmup: WarmupQuery = 5,
+    models: ModelsQuery = "all",
+    runtimes: RuntimesQuery = None,
+) -> CompareQuery:
+    """The query of either route, read once for both."""
+    return CompareQuery(repeats, batch_size, warmup, models, runtimes)
+
+
+QueryDep = Annotated[CompareQuery, Depends(compare_query)]
+
+
 async def _compare(
     state: StateDep,
     entries: list[ModelEntry],
-    runtimes: str | None,
+    query: CompareQuery,
     image: npt.NDArray[np.uint8],
     *,
-    repeats: int,
-    batch_size: int,
-    warmup: int,
     uploaded: bool,
 ) -> CompareResponse:
-    pairs = _engines(state, entries, _runtimes(state, runtimes))
+    pairs = _engines(state, entries, _runtimes(state, query.runtimes))
     # One comparison at a time: two at once would time each other, not the models.
     async with state.compare_lock:
         return await asyncio.to_thread(
             run_comparison,
             pairs,
             image,
-            repeats=repeats,
-            batch_size=batch_size,
-            warmup=warmup,
+            repeats=query.repeats,
+            batch_size=query.batch_size,
+            warmup=query.warmup,
             uploaded=uploaded,
             budget_s=state.settings.compare_budget_s,
         )
 
 
 @router.get("", response_model=CompareResponse, responses=ERRORS)
-async def compare_synthetic(
-    state: StateDep,
-    repeats: RepeatsQuery = 50,
-    batch_size: BatchQuery = 1,
-    warmup: WarmupQuery = 5,
-    models: ModelsQuery = "all",
-    runtimes: RuntimesQuery = None,
-) -> CompareResponse:
+async def compare_synthetic(state: StateDep, query: QueryDep) -> CompareResponse:
     """Time the models side by side on a fixed synthetic image."""
-    entries = _select(state, models)
-    return await _compare(
-        state,
-        entries,
-        runtimes,
-        synthetic_image(),
-        repeats=repeats,
-        batch_size=batch_size,
-        warmup=warmup,
-        uploaded=False,
-    )
+    entries = _select(state, query.models)
+    return await _compare(state, entries, query, synthetic_image(), uploaded=False)
 
 
 @router.post("", response_model=CompareResponse, responses=ERRORS, openapi_extra=UPLOAD_BODY)
-async def compare_upload(
-    request: Request,
-    state: StateDep,
-    repeats: RepeatsQuery = 50,
-    batch_size: BatchQuery = 1,
-    warmup: WarmupQuery = 5,
-    models: ModelsQuery = "all",
-    runtimes: RuntimesQuery = None,
-) -> CompareResponse:
+async def compare_upload(request: Request, state: StateDep, query: QueryDep) -> CompareResponse:
     """Time the models side by side on your image, with each model's prediction."""
-    entries = _select(state, models)
+    entries = _select(state, query.models)
     data = await read_one_image(request)
     decoded, _ = await decode_upload(data, state.settings.max_image_pixels)
-    return await _compare(
-        state,
-        entries,
-        runtimes,
-        decoded.pixels,
-        repeats=repeats,
-        batch_size=batch_size,
-        warmup=warmup,
-        uploaded=True,
-    )
+    return await _compare(state, entries, query, decoded.pixels, uploaded=True)

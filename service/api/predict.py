@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from sepconv_contract.schemas import BatchPredictResponse, PredictResponse
 from service.api.deps import StateDep
-
-# Re-exported while compare.py still imports them from here; their home is service.api.openapi.
 from service.api.openapi import BATCH_BODY, ERRORS, IMAGE_BODY
 from service.core.prediction import answer_response, classify, decode_upload
-from service.edge.queries import MODEL, PREVIEW, TOP_K
+from service.edge.queries import MODEL, PREVIEW, TOP_K, PredictQuery
 from service.edge.uploads import read_images, read_one_image
 
 router = APIRouter(prefix="/predict", tags=["predict"])
@@ -25,46 +23,40 @@ TopKQuery = Annotated[int, Query(ge=TOP_K.minimum, le=TOP_K.maximum, description
 PreviewQuery = Annotated[bool, Query(description=PREVIEW.description)]
 
 
-@router.post(
-    "",
-    response_model=PredictResponse,
-    response_model_exclude_none=True,
-    responses=ERRORS,
-    openapi_extra=IMAGE_BODY,
-)
-async def predict(
-    request: Request,
-    state: StateDep,
+async def predict_query(
     model: ModelQuery = MODEL.default,
     top_k: TopKQuery = TOP_K.default,
     preview: PreviewQuery = PREVIEW.default,
-) -> Response:
+) -> PredictQuery:
+    """The query both routes take, read once for either."""
+    return PredictQuery(model, top_k, preview)
+
+
+QueryDep = Annotated[PredictQuery, Depends(predict_query)]
+# Both routes answer with None fields left out and document the same errors.
+ROUTE_OPTIONS: dict[str, Any] = {"response_model_exclude_none": True, "responses": ERRORS}
+
+
+@router.post("", response_model=PredictResponse, openapi_extra=IMAGE_BODY, **ROUTE_OPTIONS)
+async def predict(request: Request, state: StateDep, query: QueryDep) -> Response:
     """Classify one image with every model (or one), side by side."""
     started = time.perf_counter()
-    entries = state.inference.select(model)  # an unknown model is a 404 before the upload
+    entries = state.inference.select(query.model)  # an unknown model: 404 before the upload
     data = await read_one_image(request)
     decoded, decode_ms = await decode_upload(data, state.settings.max_image_pixels)
-    answer = await classify(state.inference, decoded, decode_ms, entries, top_k, preview, started)
+    answer = await classify(
+        state.inference, decoded, decode_ms, entries, query.top_k, query.preview, started
+    )
     return answer_response(answer)
 
 
 @router.post(
-    "/batch",
-    response_model=BatchPredictResponse,
-    response_model_exclude_none=True,
-    responses=ERRORS,
-    openapi_extra=BATCH_BODY,
+    "/batch", response_model=BatchPredictResponse, openapi_extra=BATCH_BODY, **ROUTE_OPTIONS
 )
-async def predict_batch(
-    request: Request,
-    state: StateDep,
-    model: ModelQuery = MODEL.default,
-    top_k: TopKQuery = TOP_K.default,
-    preview: PreviewQuery = PREVIEW.default,
-) -> BatchPredictResponse:
+async def predict_batch(request: Request, state: StateDep, query: QueryDep) -> BatchPredictResponse:
     """Classify 1-64 images (repeated multipart field ``files``), answers in upload order."""
     started = time.perf_counter()
-    entries = state.inference.select(model)
+    entries = state.inference.select(query.model)
     limit = state.settings.max_batch_files
     images = await read_images(request, field="files", max_files=limit)
     decoded = [await decode_upload(data, state.settings.max_image_pixels) for data in images]
@@ -73,7 +65,9 @@ async def predict_batch(
     # All images go to the batchers at once, so they share engine calls.
     results = await asyncio.gather(
         *(
-            classify(state.inference, image, decode_ms, entries, top_k, preview, started)
+            classify(
+                state.inference, image, decode_ms, entries, query.top_k, query.preview, started
+            )
             for image, decode_ms in decoded
         )
     )

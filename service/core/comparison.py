@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
-from sepconv_contract import Interval
+from sepconv_contract import INPUT_SHAPE, Interval
 from sepconv_contract.schemas import (
     CompareAccuracy,
     CompareEntry,
@@ -29,7 +29,7 @@ SYNTHETIC_SEED = 20260101
 
 def synthetic_image() -> npt.NDArray[np.uint8]:
     """A fixed 32x32 RGB input, the same on every call and machine."""
-    return np.random.default_rng(SYNTHETIC_SEED).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    return np.random.default_rng(SYNTHETIC_SEED).integers(0, 256, INPUT_SHAPE, dtype=np.uint8)
 
 
 def _ratio(values: list[int | None]) -> float | None:

@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from sepconv_contract import INPUT_SHAPE
 from sepconv_contract.schemas import ImageInfo
 from service.errors import (
     image_header_too_large,
@@ -25,7 +26,7 @@ from service.errors import (
 )
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
-MODEL_SIZE = (32, 32)
+MODEL_SIZE = (INPUT_SHAPE[1], INPUT_SHAPE[0])  # Pillow sizes are (width, height)
 Pixels = npt.NDArray[np.uint8]
 
 # Magic bytes of image formats we recognise but refuse, so the client hears 415, not 400.

@@ -23,19 +23,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from service.core.prediction import answer_response, classify, decode_upload
 from service.edge.content_types import is_raw_image, scope_media_type
 from service.edge.envelope import envelope_response
-from service.edge.queries import MODEL, PREVIEW, TOP_K
+from service.edge.queries import MODEL, PREVIEW, TOP_K, PredictQuery
 from service.errors import ApiError, client_closed_request, empty_body
 from service.process.state import ServiceState
 
 logger = logging.getLogger("sepconv.errors")
 PATH = "/predict"
-
-
-@dataclass(frozen=True)
-class PredictQuery:
-    model: str = MODEL.default
-    top_k: int = TOP_K.default
-    preview: bool = PREVIEW.default
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ reason it imports no FastAPI; the route turns each parameter into a ``Query()`` 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from sepconv_contract.limits import (
     ALL_MODELS,
@@ -27,34 +28,40 @@ from sepconv_contract.limits import (
 # accepts a few more ("t", "y", ...), which the fast path leaves to it.
 TRUE_SPELLINGS = frozenset({"true", "1", "yes", "on"})
 FALSE_SPELLINGS = frozenset({"false", "0", "no", "off"})
+Value = TypeVar("Value", str, int, bool)
 
 
 @dataclass(frozen=True)
-class TextParameter:
+class Parameter(Generic[Value]):
+    """One query parameter: absent means its default; a value it cannot read unambiguously is
+    left to FastAPI (None), which then answers it, 422 included."""
+
     name: str
-    default: str
-    max_length: int
+    default: Value
     description: str
 
-    def read(self, text: str | None) -> str | None:
+    def read(self, text: str | None) -> Value | None:
         """The value of ``text`` (the default when absent), or None to leave it to FastAPI."""
-        if text is None:
-            return self.default
+        return self.default if text is None else self.parse(text)
+
+    def parse(self, text: str) -> Value | None:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class TextParameter(Parameter[str]):
+    max_length: int = MAX_MODEL_NAME
+
+    def parse(self, text: str) -> str | None:
         return text if 0 < len(text) <= self.max_length else None
 
 
 @dataclass(frozen=True)
-class IntegerParameter:
-    name: str
-    default: int
-    minimum: int
-    maximum: int
-    description: str
+class IntegerParameter(Parameter[int]):
+    minimum: int = 0
+    maximum: int = 0
 
-    def read(self, text: str | None) -> int | None:
-        """The value of ``text`` (the default when absent), or None to leave it to FastAPI."""
-        if text is None:
-            return self.default
+    def parse(self, text: str) -> int | None:
         # No more digits than the maximum has: "03" is 3 for both paths, and int() of
         # thousands of digits is slow enough to raise.
         if not (text.isascii() and text.isdigit() and len(text) <= len(str(self.maximum))):
@@ -64,24 +71,26 @@ class IntegerParameter:
 
 
 @dataclass(frozen=True)
-class FlagParameter:
-    name: str
-    default: bool
-    description: str
-
-    def read(self, text: str | None) -> bool | None:
-        """The value of ``text`` (the default when absent), or None to leave it to FastAPI."""
-        if text is None:
-            return self.default
+class FlagParameter(Parameter[bool]):
+    def parse(self, text: str) -> bool | None:
         spelling = text.lower()
         if spelling in TRUE_SPELLINGS:
             return True
         return False if spelling in FALSE_SPELLINGS else None
 
 
-MODEL = TextParameter("model", ALL_MODELS, MAX_MODEL_NAME, "A model name, or 'all'")
+MODEL = TextParameter("model", ALL_MODELS, "A model name, or 'all'", max_length=MAX_MODEL_NAME)
 TOP_K = IntegerParameter(
-    "top_k", DEFAULT_TOP_K, MIN_TOP_K, MAX_TOP_K, "How many top classes to list"
+    "top_k", DEFAULT_TOP_K, "How many top classes to list", minimum=MIN_TOP_K, maximum=MAX_TOP_K
 )
 PREVIEW = FlagParameter("preview", DEFAULT_PREVIEW, "Include the 32x32 input as a PNG data URL")
 PREDICT_PARAMETERS = (MODEL, TOP_K, PREVIEW)
+
+
+@dataclass(frozen=True)
+class PredictQuery:
+    """One request's values of the parameters above, however they were parsed."""
+
+    model: str = MODEL.default
+    top_k: int = TOP_K.default
+    preview: bool = PREVIEW.default

@@ -49,68 +49,47 @@ class ServiceMetrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     def __post_init__(self) -> None:
+        registry = self.registry
+        by_model = ["model"]
         self.requests = Counter(
-            "sepconv_requests",
-            "HTTP requests by endpoint and status",
-            ["endpoint", "method", "status"],
-            registry=self.registry,
-        )
+            "sepconv_requests", "HTTP requests by endpoint and status",
+            ["endpoint", "method", "status"], registry=registry
+        )  # fmt: skip
         self.request_latency = Histogram(
-            "sepconv_request_duration_seconds",
-            "HTTP request latency by endpoint",
-            ["endpoint"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
+            "sepconv_request_duration_seconds", "HTTP request latency by endpoint",
+            ["endpoint"], buckets=LATENCY_BUCKETS, registry=registry
+        )  # fmt: skip
         self.inference_latency = Histogram(
-            "sepconv_inference_duration_seconds",
-            "Engine call latency by model",
-            ["model"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
+            "sepconv_inference_duration_seconds", "Engine call latency by model",
+            by_model, buckets=LATENCY_BUCKETS, registry=registry
+        )  # fmt: skip
         self.batch_size = Histogram(
-            "sepconv_batch_size",
-            "Images per engine call by model",
-            ["model"],
-            buckets=BATCH_BUCKETS,
-            registry=self.registry,
-        )
+            "sepconv_batch_size", "Images per engine call by model",
+            by_model, buckets=BATCH_BUCKETS, registry=registry
+        )  # fmt: skip
         # The multiprocess modes only apply with several workers: queues add up over the live
         # workers; model facts are the same in each, so the live maximum is the fact.
         self.queue_depth = Gauge(
-            "sepconv_queue_depth",
-            "Images waiting for an engine call by model",
-            ["model"],
-            registry=self.registry,
-            multiprocess_mode="livesum",
-        )
+            "sepconv_queue_depth", "Images waiting for an engine call by model",
+            by_model, multiprocess_mode="livesum", registry=registry
+        )  # fmt: skip
         self.rejected = Counter(
-            "sepconv_overloaded",
-            "Requests refused with 503 OVERLOADED by model",
-            ["model"],
-            registry=self.registry,
-        )
+            "sepconv_overloaded", "Requests refused with 503 OVERLOADED by model",
+            by_model, registry=registry
+        )  # fmt: skip
         self.batcher_restarts = Counter(
-            "sepconv_batcher_restarts",
-            "Micro-batcher workers restarted after a crash, by model",
-            ["model"],
-            registry=self.registry,
-        )
+            "sepconv_batcher_restarts", "Micro-batcher workers restarted after a crash, by model",
+            by_model, registry=registry
+        )  # fmt: skip
         self.model_info = Gauge(
-            "sepconv_model_info",
-            "1 for each known model, labelled with its facts",
+            "sepconv_model_info", "1 for each known model, labelled with its facts",
             ["model", "version", "architecture", "runtime", "device", "status"],
-            registry=self.registry,
-            multiprocess_mode="livemax",
-        )
+            multiprocess_mode="livemax", registry=registry
+        )  # fmt: skip
         self.model_parameters = Gauge(
-            "sepconv_model_parameters",
-            "Parameters by model",
-            ["model"],
-            registry=self.registry,
-            multiprocess_mode="livemax",
-        )
+            "sepconv_model_parameters", "Parameters by model",
+            by_model, multiprocess_mode="livemax", registry=registry
+        )  # fmt: skip
 
     def observe_batch(self, model: str, batch_size: int, latency_ms: float) -> None:
         self.inference_latency.labels(model).observe(latency_ms / 1000.0)
