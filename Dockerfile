@@ -1,7 +1,7 @@
 # sepconv-serve on the official TensorFlow image, CPU or GPU from the same file:
 #   docker build -t sepconv-serve .
 #   docker build --build-arg BASE_IMAGE=tensorflow/tensorflow:2.21.0-gpu -t sepconv-serve:gpu .
-# The tag is the `tensorflow>=` floor of pyproject.toml (tests/test_containers.py keeps them equal).
+# The tag is the `tensorflow>=` floor of pyproject.toml (tests/deploy/test_containers.py keeps them equal).
 ARG BASE_IMAGE=tensorflow/tensorflow:2.21.0
 FROM ${BASE_IMAGE}
 

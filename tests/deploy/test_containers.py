@@ -172,7 +172,7 @@ def test_dockerfile_serves_the_service_on_port_8000() -> None:
     assert environment["SEPCONV_MODEL_DIR"] == "/app/models"
     assert environment["PYTHONDONTWRITEBYTECODE"] == environment["PYTHONUNBUFFERED"] == "1"
     unknown = {n for n in environment if n.startswith("SEPCONV_")} - SETTINGS_VARIABLES
-    assert not unknown, f"ENV sets {unknown}, which service/settings.py does not read"
+    assert not unknown, f"ENV sets {unknown}, which service/process/settings.py does not read"
     assert dockerfile_command() == ["sepconv-serve"]
 
 
@@ -293,7 +293,7 @@ def test_compose_servers_are_healthchecked_and_drain_on_stop() -> None:
         assert grace > GRACEFUL_TIMEOUT_S, f"{name}: SIGKILL would cut the service's drain"
         environment = service["environment"]
         unknown = set(environment) - SETTINGS_VARIABLES
-        assert not unknown, f"{name} sets {unknown}, which service/settings.py does not read"
+        assert not unknown, f"{name} sets {unknown}, which service/process/settings.py does not read"
         assert environment["SEPCONV_HOST"] == "0.0.0.0"
         assert environment["SEPCONV_MODEL_DIR"] == "/app/models"
         assert str(environment["SEPCONV_PORT"]) == service["ports"][0].split(":")[-1]
