@@ -293,7 +293,7 @@ def test_compose_servers_are_healthchecked_and_drain_on_stop() -> None:
         assert grace > GRACEFUL_TIMEOUT_S, f"{name}: SIGKILL would cut the service's drain"
         environment = service["environment"]
         unknown = set(environment) - SETTINGS_VARIABLES
-        assert not unknown, f"{name} sets {unknown}, which service/process/settings.py does not read"
+        assert not unknown, f"{name} sets {unknown}, which the settings class does not read"
         assert environment["SEPCONV_HOST"] == "0.0.0.0"
         assert environment["SEPCONV_MODEL_DIR"] == "/app/models"
         assert str(environment["SEPCONV_PORT"]) == service["ports"][0].split(":")[-1]
