@@ -24,7 +24,9 @@ def _sample_image() -> Path:
     import numpy as np
     from PIL import Image
 
-    pixels = np.random.default_rng(7).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    from sepconv_contract import INPUT_SHAPE
+
+    pixels = np.random.default_rng(7).integers(0, 256, INPUT_SHAPE, dtype=np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
     path = Path(tempfile.mkstemp(suffix=".png")[1])
