@@ -172,6 +172,17 @@ class CompareResponse(Schema):
     input: Literal["synthetic", "upload"]
     models: list[CompareEntry]
     summary: CompareSummary
+    warmup_done: int | None = Field(
+        None, description="Warm-up rounds run (fewer than requested if the budget ran out)"
+    )
+    stopped_at_budget: bool = Field(
+        False,
+        description="The wall-time budget (SEPCONV_COMPARE_BUDGET_S), which covers warm-up "
+        "and every runtime, ran out before all the rounds asked for were done",
+    )
+    elapsed_s: float | None = Field(
+        None, description="Wall time of the comparison, warm-up included, queueing excluded"
+    )
 
 
 class ModelHealth(Schema):

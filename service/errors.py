@@ -135,12 +135,51 @@ def image_header_too_large(limit_pixels: int) -> ApiError:
     )
 
 
+def image_too_costly(
+    width: int, height: int, mode: str, cost_bytes: int, budget_bytes: int
+) -> ApiError:
+    """Decoding the image alone would take more memory than this worker's whole decode budget."""
+    return ApiError(
+        413,
+        "IMAGE_TOO_LARGE",
+        f"decoding this {width}x{height} {mode} image would take about "
+        f"{_mib(cost_bytes)} of memory, over the decode budget of {_mib(budget_bytes)} "
+        "(SEPCONV_DECODE_MEMORY_BYTES); downscale it, or send it as 8-bit RGB JPEG or PNG",
+    )
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1024 * 1024):.0f} MiB"
+
+
 def unsupported_media_type(message: str) -> ApiError:
     return ApiError(415, "UNSUPPORTED_MEDIA_TYPE", message)
 
 
 def validation_error(message: str) -> ApiError:
     return ApiError(422, "VALIDATION_ERROR", message)
+
+
+def image_too_complex(what: str, limit: int) -> ApiError:
+    """A well-formed JPEG whose structure alone costs seconds to decode (thousands of scans)."""
+    setting = " (SEPCONV_MAX_JPEG_SCANS)" if what == "scans" else ""
+    return ApiError(
+        422,
+        "IMAGE_TOO_COMPLEX",
+        f"the JPEG has more {what} than the limit of {limit}{setting}; "
+        "re-encode it as a baseline JPEG or with a standard progressive script",
+    )
+
+
+def image_metadata_too_large(chunk_bytes: int, total_bytes: int) -> ApiError:
+    """PNG text or ICC chunks that inflate past the limits: a decompression bomb in metadata."""
+    return ApiError(
+        422,
+        "IMAGE_TOO_COMPLEX",
+        f"the PNG's text or ICC profile chunks inflate to over {chunk_bytes // 1024} KiB each "
+        f"or {total_bytes // 1024} KiB in all; strip the metadata (e.g. optipng -strip all) "
+        "and send it again",
+    )
 
 
 def client_closed_request() -> ApiError:
@@ -190,6 +229,37 @@ def overloaded(retry_after_s: int = 1) -> ApiError:
         503,
         "OVERLOADED",
         "the inference queue is full; retry after the Retry-After delay",
+        headers=_retry_after(retry_after_s),
+    )
+
+
+def comparison_busy(retry_after_s: int, *, waited_s: float | None, waiting: int) -> ApiError:
+    """Another comparison holds the server's one comparison slot (shared by every worker).
+
+    ``waited_s``: how long this request queued for it; None when it could not queue because
+    ``waiting`` requests, the most allowed, were queued already.
+    """
+    why = (
+        f"did not finish within the {waited_s:g} seconds a request may wait for it"
+        if waited_s is not None
+        else f"{waiting} more are waiting for it, the most that may"
+    )
+    return ApiError(
+        503,
+        "OVERLOADED",
+        "a comparison is already running (they run one at a time per server, so that they do "
+        f"not time each other) and {why}; retry after {retry_after_s} seconds (Retry-After)",
+        headers=_retry_after(retry_after_s),
+    )
+
+
+def decoders_busy(in_use_bytes: int, budget_bytes: int, retry_after_s: int = 1) -> ApiError:
+    """The worker's decode memory budget stayed taken for the whole wait."""
+    return ApiError(
+        503,
+        "OVERLOADED",
+        f"the image decoders are busy ({_mib(in_use_bytes)} of the {_mib(budget_bytes)} "
+        "decode budget in use); retry after the Retry-After delay",
         headers=_retry_after(retry_after_s),
     )
 

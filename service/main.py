@@ -15,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 
 from service.api import compare, health, metrics, models, predict
 from service.api.error_handlers import install_error_handlers
+from service.core.decode_budget import DecodeBudget
 from service.core.engines import configure_tensorflow
 from service.core.inference import InferenceService
 from service.core.registry import ModelRegistry
@@ -95,10 +96,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         state.shutting_down = True
+        # A comparison still running here outlived uvicorn's graceful timeout: stop it, or the
+        # interpreter waits for its thread to time every round before it can exit.
+        state.comparisons.stop_all()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.shield(loading), timeout=60)
         await state.inference.stop()
         state.metrics.close()
+        state.comparisons.close()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -118,6 +123,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         registry=registry,
         metrics=metrics_,
         inference=InferenceService(registry, settings, metrics_),
+        decode_budget=DecodeBudget(
+            settings.decode_memory_bytes,
+            wait_s=settings.decode_wait_s,
+            max_jpeg_scans=settings.max_jpeg_scans,
+        ),
     )
     app = FastAPI(
         title="sepconv-serve",

@@ -1,8 +1,14 @@
-"""``GET /compare`` (synthetic input) and ``POST /compare`` (an uploaded image)."""
+"""``GET /compare`` (synthetic input) and ``POST /compare`` (an uploaded image).
+
+A comparison holds the server's one comparison slot (``service.process.admission``) while a
+thread times the engines; it stops between engine calls once its client hangs up or the
+process stops, so an abandoned comparison neither holds the slot nor keeps the CPU.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -12,15 +18,36 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from sepconv_contract.schemas import CompareResponse
 from service.api.deps import StateDep
-from service.api.openapi import ERRORS, UPLOAD_BODY
-from service.core.comparison import run_comparison, synthetic_image
+from service.api.openapi import ERRORS, UPLOAD_BODY, error_responses
+from service.core.comparison import ComparisonCancelled, run_comparison, synthetic_image
 from service.core.engines import RUNTIMES, Engine
 from service.core.prediction import decode_upload
 from service.core.registry import ModelEntry
 from service.edge.uploads import read_one_image
-from service.errors import runtime_not_loaded, runtime_unavailable, validation_error
+from service.errors import (
+    client_closed_request,
+    not_ready,
+    runtime_not_loaded,
+    runtime_unavailable,
+    validation_error,
+)
 
 router = APIRouter(prefix="/compare", tags=["compare"])
+
+COMPARE_ERRORS = {
+    **ERRORS,
+    **error_responses(
+        {
+            409: "RUNTIME_UNAVAILABLE: a runtime not loaded at start-up "
+            "(SEPCONV_COMPARE_RUNTIMES), or a model without an engine on it",
+            503: "OVERLOADED (with Retry-After): another comparison is running and this one "
+            "could not wait for it; or NOT_READY",
+        }
+    ),
+}
+# How often the route looks for a client that hung up while the engines are being timed.
+DISCONNECT_POLL_S = 0.1
+RUNTIME_NAMES = "(tensorflow|onnxruntime)"
 
 RepeatsQuery = Annotated[int, Query(ge=1, le=1000, description="Timed calls per model")]
 BatchQuery = Annotated[int, Query(ge=1, le=256, description="Images per engine call")]
@@ -32,22 +59,31 @@ RuntimesQuery = Annotated[
     str | None,
     Query(
         max_length=64,
+        pattern=rf"^ *{RUNTIME_NAMES} *(, *{RUNTIME_NAMES} *)*$",
         description="Comma-separated runtimes: tensorflow, onnxruntime (default: the service's "
         "runtime); naming both puts each model's runtimes side by side. A runtime other than "
         "the service's must be loaded at start-up: SEPCONV_COMPARE_RUNTIMES",
+        examples=["tensorflow", "onnxruntime", "tensorflow,onnxruntime"],
     ),
 ]
 
 
 def _select(state: StateDep, models: str) -> list[ModelEntry]:
+    names = [n.strip() for n in models.split(",") if n.strip()]
+    if not names and models.strip():
+        raise validation_error(
+            "models names no model: expected comma-separated model names, or 'all'"
+        )
     # Straight from the registry: /compare runs the engines itself, never the batchers.
-    return state.registry.select([n.strip() for n in models.split(",") if n.strip()])
+    return state.registry.select(names)
 
 
 def _runtimes(state: StateDep, runtimes: str | None) -> list[str]:
     if runtimes is None or not runtimes.strip():
         return [state.settings.runtime]
     chosen = list(dict.fromkeys(r.strip() for r in runtimes.split(",") if r.strip()))
+    if not chosen:
+        raise validation_error(f"runtimes names no runtime: expected {', '.join(RUNTIMES)}")
     unknown = [r for r in chosen if r not in RUNTIMES]
     if unknown:
         raise validation_error(
@@ -101,6 +137,7 @@ QueryDep = Annotated[CompareQuery, Depends(compare_query)]
 
 
 async def _compare(
+    request: Request,
     state: StateDep,
     entries: list[ModelEntry],
     query: CompareQuery,
@@ -109,31 +146,66 @@ async def _compare(
     uploaded: bool,
 ) -> CompareResponse:
     pairs = _engines(state, entries, _runtimes(state, query.runtimes))
-    # One comparison at a time: two at once would time each other, not the models.
-    async with state.compare_lock:
-        return await asyncio.to_thread(
-            run_comparison,
-            pairs,
-            image,
-            repeats=query.repeats,
-            batch_size=query.batch_size,
-            warmup=query.warmup,
-            uploaded=uploaded,
-            budget_s=state.settings.compare_budget_s,
+    settings = state.settings
+    cancel = threading.Event()
+    # One comparison at a time per server: two at once would time each other, not the models.
+    async with state.comparisons.admit(cancel):
+        work = asyncio.ensure_future(
+            asyncio.to_thread(
+                run_comparison,
+                pairs,
+                image,
+                repeats=query.repeats,
+                batch_size=query.batch_size,
+                warmup=query.warmup,
+                uploaded=uploaded,
+                budget_s=settings.compare_budget_s,
+                cancel=cancel,
+                duty=settings.compare_duty,
+            )
         )
+        try:
+            return await _unless_abandoned(request, work, cancel)
+        except ComparisonCancelled:
+            if state.comparisons.closed:
+                raise not_ready("the service stopped this comparison on shutdown") from None
+            raise client_closed_request() from None
+        finally:
+            # Also reached when this task is cancelled (uvicorn's graceful timeout): the thread
+            # stops at its next engine call, and the slot is held until it has, so that the
+            # next comparison never overlaps this one's last call.
+            cancel.set()
+            if not work.done():
+                await asyncio.wait({work})
 
 
-@router.get("", response_model=CompareResponse, responses=ERRORS)
-async def compare_synthetic(state: StateDep, query: QueryDep) -> CompareResponse:
+async def _unless_abandoned(
+    request: Request, work: asyncio.Future[CompareResponse], cancel: threading.Event
+) -> CompareResponse:
+    """``work``'s answer; a client that hangs up meanwhile sets ``cancel``, stopping it."""
+    while not work.done():
+        await asyncio.wait({work}, timeout=DISCONNECT_POLL_S)
+        # uvicorn tells a route about a closed connection only through receive().
+        if not work.done() and await request.is_disconnected():
+            cancel.set()
+    return work.result()
+
+
+@router.get("", response_model=CompareResponse, responses=COMPARE_ERRORS)
+async def compare_synthetic(request: Request, state: StateDep, query: QueryDep) -> CompareResponse:
     """Time the models side by side on a fixed synthetic image."""
     entries = _select(state, query.models)
-    return await _compare(state, entries, query, synthetic_image(), uploaded=False)
+    return await _compare(request, state, entries, query, synthetic_image(), uploaded=False)
 
 
-@router.post("", response_model=CompareResponse, responses=ERRORS, openapi_extra=UPLOAD_BODY)
+@router.post(
+    "", response_model=CompareResponse, responses=COMPARE_ERRORS, openapi_extra=UPLOAD_BODY
+)
 async def compare_upload(request: Request, state: StateDep, query: QueryDep) -> CompareResponse:
     """Time the models side by side on your image, with each model's prediction."""
     entries = _select(state, query.models)
     data = await read_one_image(request)
-    decoded, _ = await decode_upload(data, state.settings.max_image_pixels)
-    return await _compare(state, entries, query, decoded.pixels, uploaded=True)
+    decoded, _ = await decode_upload(
+        data, state.settings.max_image_pixels, state.decode_budget, request.receive
+    )
+    return await _compare(request, state, entries, query, decoded.pixels, uploaded=True)

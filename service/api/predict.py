@@ -43,7 +43,9 @@ async def predict(request: Request, state: StateDep, query: QueryDep) -> Respons
     started = time.perf_counter()
     entries = state.inference.select(query.model)  # an unknown model: 404 before the upload
     data = await read_one_image(request)
-    decoded, decode_ms = await decode_upload(data, state.settings.max_image_pixels)
+    decoded, decode_ms = await decode_upload(
+        data, state.settings.max_image_pixels, state.decode_budget, request.receive
+    )
     answer = await classify(
         state.inference, decoded, decode_ms, entries, query.top_k, query.preview, started
     )
@@ -59,7 +61,12 @@ async def predict_batch(request: Request, state: StateDep, query: QueryDep) -> B
     entries = state.inference.select(query.model)
     limit = state.settings.max_batch_files
     images = await read_images(request, field="files", max_files=limit)
-    decoded = [await decode_upload(data, state.settings.max_image_pixels) for data in images]
+    decoded = [
+        await decode_upload(
+            data, state.settings.max_image_pixels, state.decode_budget, request.receive
+        )
+        for data in images
+    ]
     # A batch is taken whole or refused whole (503) before any of it is queued.
     state.inference.ensure_capacity(entries, len(decoded))
     # All images go to the batchers at once, so they share engine calls.

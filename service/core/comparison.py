@@ -3,10 +3,17 @@
 Interleaving means drift in the machine's speed (thermal, other load) hits every model alike.
 It runs directly on the engines, off the event loop, one comparison at a time. The summary puts
 the accuracy the speed costs (from each model's evaluation metadata) next to the speed gain.
+
+It shares the engines with ``/predict``, so it rests between calls (``SEPCONV_COMPARE_DUTY``,
+0.5: as long as each call took). The bound that buys: ``/predict``'s median stays near its idle
+value, and any one ``/predict`` waits at most about one comparison call longer than it would
+(an engine call cannot be interrupted; ``sepconv_bench.comparison_attacks`` measures both).
 """
 
 from __future__ import annotations
 
+import math
+import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -21,10 +28,14 @@ from sepconv_contract.schemas import (
     CompareSummary,
 )
 from service.core.engines import Engine, Probabilities
-from service.core.latency import images_per_second, latency_stats, time_rounds
+from service.core.latency import images_per_second, latency_stats, run_rounds
 from service.core.registry import ModelEntry
 
 SYNTHETIC_SEED = 20260101
+
+
+class ComparisonCancelled(Exception):
+    """The cancellation flag was set before the comparison finished: it has no answer."""
 
 
 def synthetic_image() -> npt.NDArray[np.uint8]:
@@ -47,9 +58,16 @@ def run_comparison(
     batch_size: int,
     warmup: int,
     uploaded: bool,
-    budget_s: float = float("inf"),
+    budget_s: float = math.inf,
+    cancel: threading.Event | None = None,
+    duty: float = 1.0,
 ) -> CompareResponse:
-    """Time every (model, runtime) ``repeats`` times, interleaved, on ``batch_size`` copies."""
+    """Time every (model, runtime) ``repeats`` times, interleaved, on ``batch_size`` copies.
+
+    ``budget_s`` bounds the whole run, warm-up and every runtime included. ``cancel`` is
+    checked between engine calls; once set, the run stops and raises ``ComparisonCancelled``.
+    ``duty`` is the most of the wall time it keeps an engine busy (see ``run_rounds``).
+    """
     batch = np.repeat(image[np.newaxis].astype(np.float32), batch_size, axis=0)
     several_runtimes = len({engine.runtime for _, engine in engines}) > 1
     keys = [
@@ -66,12 +84,17 @@ def run_comparison(
 
     # A wall-time budget bounds one comparison (and so the wait of the next one in line):
     # 1000 rounds of batch 256 on the regular model would otherwise hold both cores for minutes.
-    samples = time_rounds(
+    rounds = run_rounds(
         [caller(key, engine) for key, (_, engine) in zip(keys, engines, strict=True)],
         max_rounds=repeats,
         budget_s=budget_s,
         warmup_rounds=warmup,
+        cancel=cancel,
+        duty=duty,
     )
+    if rounds.cancelled:
+        raise ComparisonCancelled(f"cancelled after {len(rounds.samples[0])} timed rounds")
+    samples = rounds.samples
 
     results: list[CompareEntry] = []
     for key, (entry, engine), timings in zip(keys, engines, samples, strict=True):
@@ -112,6 +135,9 @@ def run_comparison(
         device=", ".join(devices),
         input="upload" if uploaded else "synthetic",
         models=results,
+        warmup_done=rounds.warmup_rounds,
+        stopped_at_budget=rounds.stopped_at_budget,
+        elapsed_s=round(rounds.elapsed_s, 3),
         summary=CompareSummary(
             fastest=keys[fastest],
             speedup=speedup,

@@ -6,40 +6,130 @@ Shared by the ``/predict`` routes and the raw-body fast path, so both answer ali
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from typing import Any
 
 from starlette.responses import Response
+from starlette.types import Receive
 
 from sepconv_contract.schemas import PredictResponse, PredictTiming
+from service.core.decode_budget import DecodeBudget, Reservation, return_freed_memory
+from service.core.decode_cost import open_steps
 from service.core.imaging import (
+    MAX_JPEG_SCANS,
     DecodedImage,
-    decode_image,
+    OpenedImage,
     finish_decoding,
     open_image,
     preview_data_url,
 )
 from service.core.inference import InferenceService
 from service.core.registry import ModelEntry
+from service.errors import client_closed_request, image_too_costly
 
-# Small files of small canvases decode in well under a millisecond: cheaper on the event loop
-# than the hop to a worker thread. Anything bigger goes to a thread: a small file may claim a
-# large canvas, and a large one may hold thousands of chunks that Pillow walks in Python.
-INLINE_DECODE_BYTES = 64 * 1024
+# Small, simple files of small canvases decode in well under a millisecond: cheaper on the
+# event loop than the hop to a worker thread. Anything else goes to a thread, judged by what it
+# costs rather than its size alone: a small file may claim a large canvas (memory), hold
+# hundreds of chunks or segments Pillow walks in Python (CPU), or both.
+INLINE_UPLOAD_BYTES = 8 * 1024
+INLINE_OPEN_STEPS = 16
 INLINE_DECODE_PIXELS = 256 * 256
+INLINE_DECODE_COST_BYTES = 8 * 1024 * 1024
 
 
-async def decode_upload(data: bytes, max_pixels: int) -> tuple[DecodedImage, float]:
-    """The 32x32 model input of an upload, and the milliseconds decoding took."""
+async def decode_upload(
+    data: bytes,
+    max_pixels: int,
+    budget: DecodeBudget | None = None,
+    receive: Receive | None = None,
+) -> tuple[DecodedImage, float]:
+    """The 32x32 model input of an upload, and the milliseconds decoding took.
+
+    Off the event loop, a decode first reserves its estimated memory in ``budget`` (none: no
+    limit); given the request's ASGI ``receive``, it stops being waited for (499) when the
+    client hangs up. Either way its thread runs to the end, and the reservation is released
+    when it does, not before.
+    """
     started = time.perf_counter()
-    if len(data) > INLINE_DECODE_BYTES:
-        decoded = await asyncio.to_thread(decode_image, data, max_pixels)
+    max_scans = budget.max_jpeg_scans if budget is not None else MAX_JPEG_SCANS
+    simple = len(data) <= INLINE_UPLOAD_BYTES and open_steps(data, INLINE_OPEN_STEPS) <= (
+        INLINE_OPEN_STEPS
+    )
+    if simple:
+        opened = open_image(data, max_pixels, max_scans)  # the header only
     else:
-        opened = open_image(data, max_pixels)  # the header only
-        if opened.pixels <= INLINE_DECODE_PIXELS:
-            decoded = finish_decoding(opened)
-        else:
-            decoded = await asyncio.to_thread(finish_decoding, opened)
+        opened = await asyncio.to_thread(open_image, data, max_pixels, max_scans)
+    cost = opened.cost_bytes
+    if simple and opened.pixels <= INLINE_DECODE_PIXELS and cost <= INLINE_DECODE_COST_BYTES:
+        decoded = finish_decoding(opened)
+    else:
+        decoded = await _decode_off_loop(opened, cost, budget, receive)
     return decoded, (time.perf_counter() - started) * 1000.0
+
+
+async def _decode_off_loop(
+    opened: OpenedImage, cost: int, budget: DecodeBudget | None, receive: Receive | None
+) -> DecodedImage:
+    reservation: Reservation | None = None
+    if budget is not None:
+        if not budget.fits(cost):
+            opened.image.close()
+            info = opened.info
+            raise image_too_costly(info.width, info.height, info.mode, cost, budget.memory_bytes)
+        try:
+            reservation = await budget.reserve(cost)
+        except BaseException:
+            opened.image.close()
+            raise
+    abandoned = threading.Event()
+    decoding = asyncio.get_running_loop().run_in_executor(
+        None, _decode_in_thread, opened, cost, abandoned
+    )
+
+    def finished(future: asyncio.Future[DecodedImage]) -> None:
+        # On the event loop, once the thread has ended (never on cancellation: nothing cancels
+        # this future), whether or not anyone still waits for it.
+        if reservation is not None:
+            reservation.release()
+        if not future.cancelled():
+            future.exception()  # retrieved, so an abandoned failure is not logged as lost
+
+    decoding.add_done_callback(finished)
+    waiting: list[asyncio.Future[Any]] = [decoding]
+    watcher = asyncio.ensure_future(_client_gone(receive)) if receive is not None else None
+    if watcher is not None:
+        waiting.append(watcher)
+    try:
+        # ``wait`` never cancels what it waits for: a cancelled request leaves the decode to
+        # finish (and release its reservation) on its own.
+        done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        abandoned.set()
+        raise
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+    if decoding not in done:
+        abandoned.set()
+        raise client_closed_request()
+    return decoding.result()
+
+
+def _decode_in_thread(opened: OpenedImage, cost: int, abandoned: threading.Event) -> DecodedImage:
+    if abandoned.is_set():  # the client left while this waited for a thread
+        opened.image.close()
+        raise client_closed_request()
+    try:
+        return finish_decoding(opened)
+    finally:
+        return_freed_memory(cost)
+
+
+async def _client_gone(receive: Receive) -> None:
+    """Return when the client disconnects (the body is already read: nothing else arrives)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 async def classify(

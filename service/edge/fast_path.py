@@ -95,7 +95,9 @@ class FastPredictPath:
         state = self.state
         entries = state.inference.select(query.model)  # an unknown model: 404 before the upload
         data = await _read_body(receive)
-        decoded, decode_ms = await decode_upload(data, state.settings.max_image_pixels)
+        decoded, decode_ms = await decode_upload(
+            data, state.settings.max_image_pixels, state.decode_budget, receive
+        )
         answer = await classify(
             state.inference, decoded, decode_ms, entries, query.top_k, query.preview, started
         )

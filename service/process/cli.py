@@ -48,6 +48,8 @@ def serve_main() -> None:
 
             uvicorn.run(create_app(settings), **options)
             return
+        # The workers share one comparison slot, a lock file in this folder they all see.
+        os.environ.setdefault("SEPCONV_COMPARE_LOCK_DIR", str(folder))
         # Several workers: uvicorn's supervisor spawns fresh interpreters that each build the
         # app from the same environment, forwards SIGTERM to them and restarts one that dies.
         # The supervisor itself never imports the app, and so neither TensorFlow (~600 MB).

@@ -41,6 +41,24 @@ class Settings(BaseSettings):
 
     max_upload_bytes: int = Field(10 * MiB, ge=1, description="Largest request body accepted")
     max_image_pixels: int = Field(40_000_000, ge=1, description="Largest width*height decoded")
+    decode_memory_bytes: int = Field(
+        512 * MiB,
+        ge=16 * MiB,
+        description="Memory the image decodes of one worker may hold at once, estimated from "
+        "each header; an image that alone needs more is refused (413 IMAGE_TOO_LARGE)",
+    )
+    decode_wait_s: float = Field(
+        2.0,
+        ge=0,
+        description="How long an upload waits for decode memory before 503 OVERLOADED",
+    )
+    max_jpeg_scans: int = Field(
+        64,
+        ge=1,
+        le=10_000,
+        description="Most scans a progressive JPEG may have (each costs a pass over the whole "
+        "image); more is refused before decoding (422 IMAGE_TOO_COMPLEX)",
+    )
     max_batch_files: int = Field(64, ge=1, le=1024)
     body_timeout_s: float = Field(30.0, gt=0, description="Deadline to receive a request body")
 
@@ -76,7 +94,33 @@ class Settings(BaseSettings):
     warmup_runs: int = Field(3, ge=0)
     strict_readiness: bool = Field(True, description="Ready only when every model is ready")
     compare_budget_s: float = Field(
-        30.0, gt=0, description="Wall-time budget of one /compare run; it stops early past it"
+        30.0,
+        gt=0,
+        description="Wall-time budget of one /compare run, warm-up and every runtime included; "
+        "it stops early past it (the answer says stopped_at_budget)",
+    )
+    # Long enough to queue behind a couple of short comparisons (a few hundred rounds at batch
+    # 1 take seconds with the duty cycle's rests), far shorter than a budget-long one.
+    compare_wait_s: float = Field(
+        10.0,
+        ge=0,
+        description="How long a /compare queues behind the one running (one at a time per "
+        "server, every worker included) before it is answered 503 OVERLOADED",
+    )
+    compare_max_waiting: int = Field(
+        4, ge=0, description="Comparisons that may queue at once; more are answered 503 at once"
+    )
+    compare_duty: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Most of the wall time a /compare keeps the engines busy; it rests in "
+        "between calls, so /predict batches get the CPU meanwhile (1 = never rest)",
+    )
+    compare_lock_dir: Path | None = Field(
+        None,
+        description="Folder of the comparison lock file, shared by every worker (sepconv-serve "
+        "names its metrics folder with several workers); unset = a private one (one process)",
     )
     graceful_timeout_s: float = Field(20.0, ge=0)
     compare_runtimes: str = Field(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 
+from service.core.decode_budget import DecodeBudget
 from service.core.inference import InferenceService
 from service.core.registry import ModelRegistry
+from service.process.admission import ComparisonGate
 from service.process.metrics import ServiceMetrics
 from service.process.settings import Settings
 
@@ -19,5 +20,16 @@ class ServiceState:
     registry: ModelRegistry
     metrics: ServiceMetrics
     inference: InferenceService
-    compare_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # One comparison at a time per server, every worker included (see service.process.admission).
+    comparisons: ComparisonGate = field(init=False)
+    # The memory this worker's image decodes may hold at once (service.core.decode_budget).
+    decode_budget: DecodeBudget = field(default_factory=DecodeBudget)
     shutting_down: bool = False
+
+    def __post_init__(self) -> None:
+        self.comparisons = ComparisonGate(
+            self.settings.compare_lock_dir,
+            wait_s=self.settings.compare_wait_s,
+            max_waiting=self.settings.compare_max_waiting,
+            budget_s=self.settings.compare_budget_s,
+        )
