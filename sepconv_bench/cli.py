@@ -2,6 +2,7 @@
 
 sepconv-bench                       # start the service on models/ and measure everything
 sepconv-bench --url http://127.0.0.1:8000 --duration 5
+sepconv-bench --attacks [--only decode,comparisons]   # hostile workloads (sepconv_bench.attacks)
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import io
 import json
 import os
 import platform
+import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -72,11 +74,22 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="extra settings for the service it starts (repeatable)",
     )
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
+    parser.add_argument(
+        "--attacks",
+        action="store_true",
+        help="run the adversarial workloads instead; see sepconv-bench --attacks --help",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parse(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if "--attacks" in arguments:
+        # Its own options (--only, --json, a --duration per attack): a mode, not a stage.
+        from sepconv_bench.attacks import main as attacks_main
+
+        return attacks_main([a for a in arguments if a != "--attacks"])
+    args = _parse(arguments)
     from sepconv_bench.engine import load_engines, time_engine, time_keras_predict
     from sepconv_bench.http_load import check_loopback, run_load
     from sepconv_bench.report import draw_figure, format_table

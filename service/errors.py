@@ -67,6 +67,11 @@ def invalid_multipart(reason: str) -> ApiError:
     return ApiError(400, "INVALID_MULTIPART", f"cannot parse the multipart body: {reason[:200]}")
 
 
+def bad_request(message: str) -> ApiError:
+    """A request the HTTP parser cannot read (uvicorn would answer it in plain text)."""
+    return ApiError(400, "BAD_REQUEST", f"{message[:200]}; send a well-formed HTTP/1.1 request")
+
+
 def model_not_found(name: str, available: list[str]) -> ApiError:
     shown = name if len(name) <= 64 and name.isprintable() else name[:64].encode().hex()
     return ApiError(
@@ -84,6 +89,15 @@ def not_found(message: str) -> ApiError:
 def request_timeout(timeout_s: float) -> ApiError:
     message = f"the request body did not arrive within {timeout_s:g} seconds"
     return ApiError(408, "REQUEST_TIMEOUT", message)
+
+
+def head_timeout(timeout_s: float) -> ApiError:
+    return ApiError(
+        408,
+        "REQUEST_TIMEOUT",
+        f"the request line and headers did not arrive within {timeout_s:g} seconds "
+        "(SEPCONV_HEAD_TIMEOUT_S); send the whole head at once",
+    )
 
 
 def runtime_unavailable(model: str, runtime: str, reason: str) -> ApiError:
@@ -150,6 +164,30 @@ def image_too_costly(
 
 def _mib(size: int) -> str:
     return f"{size / (1024 * 1024):.0f} MiB"
+
+
+def uri_too_long(limit_bytes: int) -> ApiError:
+    return ApiError(
+        414,
+        "URI_TOO_LONG",
+        f"the request target exceeds the limit of {limit_bytes} bytes "
+        "(SEPCONV_MAX_HEADER_BYTES); send long parameters in the body instead",
+    )
+
+
+def header_too_large(limit_bytes: int, *, whole_head: bool) -> ApiError:
+    """One header line, or the whole head (request line and every header), is over its cap."""
+    what, setting = (
+        ("the request head", "SEPCONV_MAX_HEAD_BYTES")
+        if whole_head
+        else ("a header line", "SEPCONV_MAX_HEADER_BYTES")
+    )
+    return ApiError(
+        431,
+        "HEADER_FIELDS_TOO_LARGE",
+        f"{what} exceeds the limit of {limit_bytes} bytes ({setting}); "
+        "send fewer or shorter headers (large cookies?)",
+    )
 
 
 def unsupported_media_type(message: str) -> ApiError:
@@ -260,6 +298,17 @@ def decoders_busy(in_use_bytes: int, budget_bytes: int, retry_after_s: int = 1) 
         "OVERLOADED",
         f"the image decoders are busy ({_mib(in_use_bytes)} of the {_mib(budget_bytes)} "
         "decode budget in use); retry after the Retry-After delay",
+        headers=_retry_after(retry_after_s),
+    )
+
+
+def too_many_connections(limit: int, retry_after_s: int = 1) -> ApiError:
+    """This worker holds as many connections as it may (SEPCONV_MAX_CONNECTIONS)."""
+    return ApiError(
+        503,
+        "OVERLOADED",
+        f"the server holds its limit of {limit} open connections; retry after the "
+        "Retry-After delay, and reuse one connection for several requests",
         headers=_retry_after(retry_after_s),
     )
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sepconv_contract.schemas import ErrorResponse
+from service.process.settings import Settings
 
 OpenApiResponses = dict[int | str, dict[str, Any]]
 
@@ -50,6 +51,9 @@ def _request_body(content: dict[str, Any]) -> dict[str, Any]:
 UPLOAD_BODY = _request_body({"multipart/form-data": _FILE_FIELD})
 # One image in field ``file``, or the raw image as the body (the fast path's case).
 IMAGE_BODY = _request_body({"multipart/form-data": _FILE_FIELD, "image/*": {"schema": _BINARY}})
+# The documented bound is the setting's default: the schema is built once, at import, and a
+# server started with another SEPCONV_MAX_BATCH_FILES enforces that one (400 TOO_MANY_FILES).
+MAX_BATCH_FILES_DEFAULT: int = Settings.model_fields["max_batch_files"].default
 # Many images, the repeated multipart field ``files``.
 BATCH_BODY = _request_body(
     {
@@ -57,7 +61,20 @@ BATCH_BODY = _request_body(
             "schema": {
                 "type": "object",
                 "required": ["files"],
-                "properties": {"files": {"type": "array", "items": _BINARY}},
+                "properties": {
+                    "files": {
+                        "type": "array",
+                        "items": _BINARY,
+                        "minItems": 1,
+                        "maxItems": MAX_BATCH_FILES_DEFAULT,
+                        "description": (
+                            f"One to {MAX_BATCH_FILES_DEFAULT} images (the default; the "
+                            "server's SEPCONV_MAX_BATCH_FILES sets the limit), answered in "
+                            "order. More are refused with 400 TOO_MANY_FILES, none with 400 "
+                            "MISSING_FILE."
+                        ),
+                    }
+                },
             }
         }
     }

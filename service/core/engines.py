@@ -6,6 +6,7 @@ milliseconds for a direct call of the SavedModel's concrete serving function.
 
 from __future__ import annotations
 
+import importlib
 import logging
 from pathlib import Path
 from typing import Protocol
@@ -40,6 +41,16 @@ def _short_device(device: str) -> str:
 
 
 RUNTIMES = ("tensorflow", "onnxruntime")
+
+
+def import_runtime(runtime: str) -> None:
+    """Import ``runtime``'s library now, so a broken install fails the start, not every model.
+
+    A library that cannot be imported is no model's fault and a restart will not mend it: the
+    process should stop (status 3 with several workers) rather than stay up with every model
+    failed. Only the named runtime is imported: serving ONNX Runtime never imports TensorFlow.
+    """
+    importlib.import_module(runtime)
 
 
 def open_engine(path: Path, runtime: str, threads: int) -> Engine:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -69,8 +70,12 @@ PngImagePlugin.MAX_TEXT_MEMORY = PNG_TEXT_MEMORY_BYTES
 _REFUSED_SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"II*\x00", "TIFF"),
     (b"MM\x00*", "TIFF"),
+    (b"II+\x00", "TIFF"),  # BigTIFF
+    (b"MM\x00+", "TIFF"),
     (b"\x00\x00\x01\x00", "ICO"),
-    (b"\x00\x00\x02\x00", "CUR"),
+    # A cursor's header, and also the first bytes of the commonest TGA (no image id, no colour
+    # map, uncompressed true colour): TGA has no magic, so without its footer we cannot tell.
+    (b"\x00\x00\x02\x00", "CUR or TGA"),
     (b"8BPS", "PSD"),
     (b"%!PS", "EPS"),
     (b"\xc5\xd0\xd3\xc6", "EPS"),
@@ -81,6 +86,83 @@ _REFUSED_SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"DDS ", "DDS"),
     (b"qoif", "QOI"),
 )
+# The signatures of the accepted formats: such a file is left to its decoder, whatever its
+# chunks or comments hold (a PNG's text chunk may well quote "<svg").
+_ALLOWED_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
+# A TGA 2.0 file ends with this footer, the one reliable mark of the format.
+_TGA_FOOTER = b"TRUEVISION-XFILE.\x00"
+# How far into a text document we look for its root element: past a BOM, an XML declaration,
+# comments and a doctype; a document whose root is further in is not told apart (400).
+_TEXT_HEAD_BYTES = 64 * 1024
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_XML_WHITESPACE = re.compile(rb"[ \t\r\n]*")
+
+
+def _markup_head(data: bytes) -> bytes | None:
+    """The head of a text document as ASCII-compatible bytes, or None if it is not text."""
+    head = data[:_TEXT_HEAD_BYTES]
+    if head.startswith(_UTF16_BOMS):
+        # An odd cut at the limit leaves half a character; ignoring it only loses that one.
+        return head.decode("utf-16", errors="ignore").encode("utf-8", errors="ignore")
+    head = head.removeprefix(b"\xef\xbb\xbf")
+    # A NUL never occurs in UTF-8 or ASCII text, and occurs early in nearly every binary file.
+    return None if b"\x00" in head[:1024] else head
+
+
+def _skip_prolog(head: bytes) -> tuple[int, bool]:
+    """Where the root element may start, after whitespace, processing instructions (the XML
+    declaration), comments and a doctype; and whether the document declared itself XML."""
+    position, xml = 0, False
+    while True:
+        blank = _XML_WHITESPACE.match(head, position)  # "*" matches even nothing
+        position = blank.end() if blank else position
+        if head.startswith(b"<?", position):
+            xml = xml or head[position + 2 : position + 5].lower() == b"xml"
+            end, width = head.find(b"?>", position + 2), 2
+        elif head.startswith(b"<!--", position):
+            end, width = head.find(b"-->", position + 4), 3
+        elif head[position : position + 9].upper() == b"<!DOCTYPE":
+            close, bracket = head.find(b">", position), head.find(b"[", position)
+            if 0 <= bracket < close:  # an internal subset: its declarations hold ">" too
+                close = head.find(b"]", bracket)
+                close = head.find(b">", close) if close >= 0 else -1
+            end, width = close, 1
+        else:
+            return position, xml
+        if end < 0:  # the prolog runs past the head: no root element in sight
+            return len(head), xml
+        position = end + width
+
+
+def _text_format(data: bytes) -> str | None:
+    """"SVG" for a text document whose root element is ``<svg``, "XML" for another document
+    that declares itself XML; judged from the document's start only, never from inside it."""
+    head = _markup_head(data)
+    if head is None:
+        return None
+    position, xml = _skip_prolog(head)
+    root = head[position : position + 5].lower()
+    if root.startswith(b"<svg") and (len(root) == 4 or root[4:] in b" \t\r\n/>"):
+        return "SVG"
+    if xml:
+        # An XML document whose root lies past the head is most likely an SVG with a long
+        # prolog; one with another root is no image at all, and is named for what it is.
+        return "SVG" if position >= len(head) else "XML"
+    return None
+
+
+def _refused_format(data: bytes) -> str | None:
+    """The name of a format we recognise and refuse (415), or None to let Pillow try."""
+    if data.startswith(_ALLOWED_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
+        return None
+    if data.endswith(_TGA_FOOTER):
+        return "TGA"
+    for signature, name in _REFUSED_SIGNATURES:
+        if data.startswith(signature):
+            return name
+    if data[4:8] == b"ftyp":
+        return "HEIF/AVIF"
+    return _text_format(data)
 
 
 @dataclass(frozen=True)
@@ -89,18 +171,6 @@ class DecodedImage:
 
     pixels: Pixels
     info: ImageInfo
-
-
-def _refused_format(data: bytes) -> str | None:
-    for signature, name in _REFUSED_SIGNATURES:
-        if data.startswith(signature):
-            return name
-    if data[4:8] == b"ftyp":
-        return "HEIF/AVIF"
-    head = data[:512].lstrip().lower()
-    if head.startswith(b"<?xml") or head.startswith(b"<svg") or b"<svg" in head:
-        return "SVG"
-    return None
 
 
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")

@@ -27,6 +27,7 @@ from sepconv_contract import (
     read_metadata,
 )
 from sepconv_contract.schemas import ModelInfo
+from sepconv_contract.versions import latest_complete_version
 from service.core.batching import describe_output_mismatch
 from service.core.cpus import available_cpus
 from service.core.engines import Engine, open_engine
@@ -142,7 +143,7 @@ class ModelRegistry:
                     name, None, None, self.runtime, "failed", "not found in the model directory"
                 )
                 continue
-            latest = latest_version(folder)
+            latest = self._pick_version(name, folder)
             if latest is None:
                 self._entries[name] = ModelEntry(
                     name,
@@ -155,6 +156,27 @@ class ModelRegistry:
                 continue
             version, path = latest
             self._entries[name] = ModelEntry(name, path, version, self.runtime)
+
+    @staticmethod
+    def _pick_version(name: str, folder: Path) -> tuple[int, Path] | None:
+        """The newest complete version; a newer, incomplete one (a copy still under way) is
+        skipped with a log line. With none complete, the newest is taken anyway, so that the
+        model fails with the loader's own reason rather than a vaguer one."""
+        complete, skipped = latest_complete_version(folder)
+        if complete is None:
+            if skipped:
+                version, reason = skipped[0]
+                logger.error(
+                    "no complete version folder; loading the newest",
+                    extra={"model": name, "version": version, "reason": reason},
+                )
+            return latest_version(folder)
+        for version, reason in skipped:
+            logger.warning(
+                "incomplete version folder ignored",
+                extra={"model": name, "version": version, "reason": reason, "serving": complete[0]},
+            )
+        return complete
 
     @property
     def runtimes(self) -> list[str]:

@@ -87,12 +87,25 @@ def worker_app() -> FastAPI:
 
 
 def _uvicorn_options(settings: Settings) -> dict[str, Any]:
+    # Imported here, as everything else: the command starts before the HTTP stack is loaded.
+    from service.edge.protocol import ConnectionLimits, protocol_class
+
+    limits = ConnectionLimits(
+        max_header_bytes=settings.max_header_bytes,
+        max_head_bytes=settings.max_head_bytes,
+        head_timeout_s=settings.head_timeout_s,
+        max_connections=settings.connection_limit,
+    )
     return {
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level,
         "access_log": False,  # the service logs one structured line per request itself
         "timeout_graceful_shutdown": int(settings.graceful_timeout_s),
+        # httptools, with caps and deadlines on request heads and a bound on connections;
+        # a partial of a module-level class, so it pickles into the worker processes.
+        "http": protocol_class(limits),
+        "timeout_keep_alive": settings.keep_alive_s,
     }
 
 

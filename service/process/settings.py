@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -13,6 +14,17 @@ from service.core.cpus import available_cpus
 from service.core.engines import RUNTIMES
 
 MiB = 1024 * 1024
+# File descriptors a worker keeps for itself beyond its connections: model files, logs, the
+# metrics files, the event loop's, TensorFlow's and ONNX Runtime's own.
+_RESERVED_FDS = 256
+
+
+def default_max_connections() -> int:
+    """Connections one worker may hold: its soft file-descriptor limit less a reserve."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 4096
+    return max(16, min(4096, soft - _RESERVED_FDS))
 
 
 def _default_model_dir() -> Path:
@@ -61,6 +73,33 @@ class Settings(BaseSettings):
     )
     max_batch_files: int = Field(64, ge=1, le=1024)
     body_timeout_s: float = Field(30.0, gt=0, description="Deadline to receive a request body")
+    max_header_bytes: int = Field(
+        16 * 1024,
+        ge=1024,
+        description="Longest request line or header line; longer is refused (414 URI_TOO_LONG "
+        "for the request line, 431 HEADER_FIELDS_TOO_LARGE for a header) and the connection "
+        "closed",
+    )
+    max_head_bytes: int = Field(
+        32 * 1024,
+        ge=1024,
+        description="Largest request head, request line and every header together (431)",
+    )
+    head_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="Deadline for the request line and headers, from the moment the "
+        "connection opens or the next request begins; then 408 and the connection is closed",
+    )
+    keep_alive_s: float = Field(
+        5.0, gt=0, description="How long an idle keep-alive connection is kept open"
+    )
+    max_connections: int | None = Field(
+        None,
+        ge=1,
+        description="Open connections one worker may hold; more are answered 503 OVERLOADED "
+        "and closed at once; unset = the file-descriptor limit less a reserve, at most 4096",
+    )
 
     max_batch_size: int = Field(32, ge=1, le=1024)
     batch_timeout_ms: float = Field(
@@ -136,6 +175,11 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"unknown runtime {unknown[0]!r}: expected {', '.join(RUNTIMES)}")
         return value
+
+    @property
+    def connection_limit(self) -> int:
+        """Open connections per worker: the configured bound or one the fd limit allows."""
+        return self.max_connections or default_max_connections()
 
     @property
     def threads_per_worker(self) -> int:

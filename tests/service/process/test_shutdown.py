@@ -22,9 +22,14 @@ GRACE_S = 10.0
 @pytest.fixture
 def server(exported_models: Path, tmp_path: Path) -> Iterator[ServeProcess]:
     """``sepconv-serve`` on the test models, as a container would start it; killed if still up."""
-    with serve_process(
-        exported_models, tmp_path / "server.log", {"SEPCONV_GRACEFUL_TIMEOUT_S": str(GRACE_S)}
-    ) as started:
+    settings = {
+        "SEPCONV_GRACEFUL_TIMEOUT_S": str(GRACE_S),
+        # Comparisons run one at a time: the later ones wait in flight for the first, and each
+        # runs flat out (no duty cycle), so all three fit in the grace period.
+        "SEPCONV_COMPARE_DUTY": "1",
+        "SEPCONV_COMPARE_WAIT_S": str(GRACE_S * 2),
+    }
+    with serve_process(exported_models, tmp_path / "server.log", settings) as started:
         yield started
 
 

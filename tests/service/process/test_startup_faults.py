@@ -39,12 +39,6 @@ def empty_version_folder(model: Path) -> None:
     (model / "1").mkdir()
 
 
-def empty_newer_version_folder(model: Path) -> None:
-    # A deploy that created version 2 but has not copied it yet: the newest version is served,
-    # so the model fails rather than silently staying on version 1.
-    (model / "2").mkdir()
-
-
 def invalid_metadata(model: Path) -> None:
     (model / "1" / "metadata.json").write_text('{"parameters": {"total": 1186378,')
 
@@ -53,9 +47,10 @@ FAULTS: dict[str, tuple[Callable[[Path], None], str]] = {
     "truncated saved_model.pb": (truncate_saved_model, "OSError"),
     "missing variables folder": (remove_variables, "find any matching files"),
     "empty version folder": (empty_version_folder, "SavedModel file does not exist"),
-    "empty newer version folder": (empty_newer_version_folder, "SavedModel file does not exist"),
     "invalid metadata.json": (invalid_metadata, "metadata.json is unreadable"),
 }
+# An empty (or half-copied) newer version folder is no fault any more: it is skipped with a log
+# line and the newest complete version is served (tests/service/process/test_rollouts.py).
 
 
 def broken_model_dir(exported_models: Path, root: Path, fault: str) -> Path:
