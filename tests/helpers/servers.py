@@ -16,6 +16,7 @@ import uvicorn
 
 from sepconv_bench.server import free_port, wait_until_ready
 from service.main import create_app
+from service.process.cli import _uvicorn_options
 from service.process.settings import Settings
 
 
@@ -23,9 +24,14 @@ from service.process.settings import Settings
 def live_server(settings: Settings, ready_timeout_s: float = 90.0) -> Iterator[str]:
     """Yield the base URL once ``/health/ready`` answers 200; stop the server afterwards."""
     port = free_port()
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="warning", access_log=False
-    )
+    # The command's own options (protocol, caps, deadlines), on a free loopback port.
+    options = {
+        **_uvicorn_options(settings),
+        "host": "127.0.0.1",
+        "port": port,
+        "log_level": "warning",
+    }
+    config = uvicorn.Config(create_app(settings), **options)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
