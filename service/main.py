@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from service.api import compare, health, metrics, models, predict
 from service.api.error_handlers import install_error_handlers
 from service.core.decode_budget import DecodeBudget
-from service.core.engines import configure_tensorflow, import_runtime
+from service.core.engines import configure_tensorflow
 from service.core.inference import InferenceService
 from service.core.registry import ModelRegistry
 from service.edge.fast_path import FastPredictPath
@@ -109,7 +109,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the service for ``settings`` (default: the ``SEPCONV_*`` environment)."""
     settings = settings or get_settings()
-    import_runtime(settings.runtime)
     metrics_ = ServiceMetrics()
     registry = ModelRegistry(
         settings.model_dir,

@@ -44,7 +44,17 @@ def serve_main() -> None:
     options = _uvicorn_options(settings)
     with _metrics_dir(settings.workers) as folder:
         if settings.workers == 1:
+            from service.core.engines import import_runtime
             from service.main import create_app
+
+            try:
+                import_runtime(settings.runtime)
+            except ImportError as error:
+                logging.getLogger("sepconv.main").error(
+                    "the serving runtime cannot be imported",
+                    extra={"runtime": settings.runtime, "reason": str(error)},
+                )
+                sys.exit(STARTUP_FAILURE)
 
             uvicorn.run(create_app(settings), **options)
             return
@@ -73,8 +83,10 @@ def worker_app() -> FastAPI:
     settings = get_settings()
     configure_logging(settings.log_level)
     try:
+        from service.core.engines import import_runtime
         from service.main import create_app
 
+        import_runtime(settings.runtime)
         return create_app(settings)
     except Exception:
         from service.process.metrics import MULTIPROCESS_DIR_ENV
