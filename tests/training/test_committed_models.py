@@ -150,3 +150,17 @@ def test_committed_model_scores_what_its_metadata_says(
     # Another CPU may round a borderline image the other way: two images of slack, no more.
     assert abs(accuracy - metadata["test_accuracy"]) <= 2 / 10_000
     assert accuracy >= MINIMUM_TEST_ACCURACY
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_PARAMETERS))
+def test_committed_model_calls_the_readme_example_a_cat(name: str) -> None:
+    # The README's first request and service/static/examples/README.md say both shipped
+    # networks label examples/cat.jpg a cat; decoded by the service's own path.
+    from service.core.imaging import decode_image
+
+    data = (REPOSITORY / "service" / "static" / "examples" / "cat.jpg").read_bytes()
+    pixels = decode_image(data, max_pixels=40_000_000).pixels
+    loaded = tf.saved_model.load(str(MODELS / name / "1"))
+    batch = tf.constant(np.asarray(pixels, dtype=np.float32)[None])
+    probabilities = loaded.signatures["serving_default"](image=batch)["probabilities"].numpy()[0]
+    assert CLASS_NAMES[int(np.argmax(probabilities))] == "cat"
