@@ -11,12 +11,14 @@ import argparse
 from pathlib import Path
 
 from sepconv_contract import INPUT_NAME, INPUT_SHAPE, ONNX_FILE, OUTPUT_NAME, SIGNATURE_NAME
+from training.triton_config import write_triton_config
 
 OPSET = 17
 
 
 def export_onnx(version_dir: Path) -> Path:
-    """Write ``version_dir/model.onnx`` (input ``image``, output ``probabilities``)."""
+    """Write ``version_dir/model.onnx`` (input ``image``, output ``probabilities``), and
+    Triton's ``config.pbtxt`` for it beside the version folders."""
     try:
         import tensorflow as tf
         import tf2onnx
@@ -40,6 +42,7 @@ def export_onnx(version_dir: Path) -> Path:
         serve, input_signature=spec, opset=OPSET, output_path=str(staging)
     )
     staging.replace(target)
+    write_triton_config(version_dir.parent)
     return target
 
 

@@ -9,7 +9,6 @@ rules and the config and runs the rules' unit tests, rules.test.yml.
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 from pathlib import Path
@@ -21,7 +20,8 @@ import yaml
 from prometheus_client.metrics_core import Metric
 
 from service.process.metrics import ServiceMetrics
-from tests.helpers import REPOSITORY
+from tests.helpers import REPOSITORY, crds
+from tests.helpers.crds import schema_errors
 from tests.helpers.tools import require_executable
 
 MONITORING_DIR = REPOSITORY / "deploy" / "monitoring"
@@ -56,51 +56,9 @@ def kubernetes_service() -> dict[str, Any]:
     return service
 
 
-def prepare(schema: Any, *, strictly: bool) -> Any:
-    """A copy of a CRD schema that Python's jsonschema reads; ``strictly``, with no extra keys.
-
-    Strict: every object with ``properties`` takes no other key. Kubernetes silently prunes the
-    unknown fields of a custom resource, so a misspelt key would vanish on apply instead of
-    failing; here it fails. Maps (an explicit additionalProperties) and objects marked
-    x-kubernetes-preserve-unknown-fields keep their own rule.
-    """
-    if isinstance(schema, list):
-        return [prepare(item, strictly=strictly) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    copy = {
-        key: prepare(value, strictly=strictly)
-        for key, value in schema.items()
-        if key != "properties"
-    }
-    if "properties" in schema:
-        copy["properties"] = {
-            name: prepare(field, strictly=strictly) for name, field in schema["properties"].items()
-        }
-        open_ended = "additionalProperties" in schema or schema.get(
-            "x-kubernetes-preserve-unknown-fields"
-        )
-        if strictly and not open_ended:
-            copy["additionalProperties"] = False
-    pattern = schema.get("pattern")
-    if isinstance(pattern, str) and pattern.startswith("^(?i)"):
-        # Go's regexp takes flags anywhere; Python's only at the start.
-        copy["pattern"] = "(?i)^" + pattern.removeprefix("^(?i)")
-    return copy
-
-
 def crd_validator(name: str, *, strictly: bool = True) -> jsonschema.protocols.Validator:
-    """A validator for ``schemas/<name>-v1.json``, the CRD's openAPIV3Schema (a Draft 4 dialect)."""
-    schema = prepare(json.loads((SCHEMAS_DIR / f"{name}-v1.json").read_text()), strictly=strictly)
-    jsonschema.Draft4Validator.check_schema(schema)
-    return jsonschema.Draft4Validator(schema)
-
-
-def schema_errors(validator: jsonschema.protocols.Validator, resource: Any) -> list[str]:
-    return sorted(
-        f"{'/'.join(map(str, error.absolute_path)) or '(root)'}: {error.message}"
-        for error in validator.iter_errors(resource)
-    )
+    """A validator for ``schemas/<name>-v1.json``, the CRD's openAPIV3Schema."""
+    return crds.crd_validator(SCHEMAS_DIR / f"{name}-v1.json", strictly=strictly)
 
 
 def promtool(*arguments: str) -> subprocess.CompletedProcess[str]:
