@@ -86,6 +86,38 @@ class PairedComparison(_Part):
     mcnemar_p: float = Field(ge=0, le=1)
 
 
+class CalibrationInfo(_Part):
+    """The images an int8 artifact's activation ranges were measured on: training images only."""
+
+    split: Literal["train"]
+    images: int = Field(ge=1)
+    sha256: str = Field(description="Content digest of the calibration images")
+    excludes_validation: bool = Field(
+        description="True when the held-out validation split was left out of the draw"
+    )
+    seed: int
+    method: str | None = Field(
+        None, description="How ranges were set from them: percentile, minmax (LiteRT's own)"
+    )
+
+
+class RuntimeArtifact(_Part):
+    """One runtime's artifact of the model and what it scores on the test split.
+
+    ``agreement`` is the share of test images on which its top-1 class is the fp32
+    SavedModel's: how much of the reference behaviour a conversion or quantization kept.
+    """
+
+    file: str = Field(description="The artifact's file (or folder) in the version folder")
+    size_bytes: int = Field(ge=0)
+    precision: Literal["float32", "int8"]
+    test_accuracy: Fraction | None = Field(None, ge=0, le=1)
+    test_accuracy_interval: Interval | None = None
+    test_images: int | None = Field(None, ge=0)
+    agreement: Fraction | None = Field(None, ge=0, le=1)
+    calibration: CalibrationInfo | None = None
+
+
 class ModelMetadata(BaseModel):
     """What ``metadata.json`` holds. Unknown keys are kept, so a newer file survives a rewrite."""
 
@@ -112,6 +144,8 @@ class ModelMetadata(BaseModel):
     per_class_interval: dict[str, Interval | None] | None = None
     confusion_matrix: list[list[int]] | None = None
     paired: list[PairedComparison] | None = None
+    # Keyed by runtime name (service.core.engines.RUNTIMES), written by sepconv-export.
+    runtimes: dict[str, RuntimeArtifact] | None = None
     training: dict[str, Any] | None = None
     trained_on: str | None = None
     tensorflow_version: str | None = None

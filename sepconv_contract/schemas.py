@@ -58,6 +58,28 @@ class BatchPredictResponse(Schema):
     count: int
 
 
+class RuntimeInfo(Schema):
+    """One runtime's artifact of a model: its size, what it scores, and whether it is loaded."""
+
+    runtime: str = Field(description="tensorflow, onnxruntime, onnxruntime-int8, litert, ...")
+    file: str | None = Field(None, description="The artifact in the version folder")
+    precision: Literal["float32", "int8"] | None = None
+    size_bytes: int | None = None
+    test_accuracy: float | None = None
+    test_accuracy_interval: Interval | None = Field(
+        None, description="95% Wilson interval of the test accuracy"
+    )
+    test_images: int | None = None
+    agreement: float | None = Field(
+        None,
+        description="Share of the test images on which its top-1 class is the fp32 SavedModel's",
+    )
+    loaded: bool = Field(
+        False, description="Loaded in this service: /predict?runtime= and /compare can use it"
+    )
+    error: str | None = Field(None, description="Why it failed to load, when it was asked for")
+
+
 class ModelInfo(Schema):
     name: str
     version: int | None
@@ -89,6 +111,10 @@ class ModelInfo(Schema):
     runtime: str
     status: Literal["loading", "ready", "failed"]
     error: str | None
+    runtimes: list[RuntimeInfo] = Field(
+        default_factory=list,
+        description="One entry per runtime the model was exported for or the service loads",
+    )
 
 
 class ModelList(Schema):

@@ -29,3 +29,9 @@ OUTPUT_NAME = "probabilities"
 METADATA_FILE = "metadata.json"
 HISTORY_FILE = "history.json"
 ONNX_FILE = "model.onnx"
+# The quantized and LiteRT artifacts, all exported from the SavedModel (``sepconv-export``).
+# Each keeps the float32 ``image`` -> ``probabilities`` interface: the int8 ones quantize and
+# dequantize inside, so every engine takes the same raw pixels and returns probabilities.
+ONNX_INT8_FILE = "model_int8.onnx"
+LITERT_FILE = "model.tflite"
+LITERT_INT8_FILE = "model_int8.tflite"

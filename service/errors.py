@@ -113,12 +113,13 @@ def runtime_unavailable(model: str, runtime: str, reason: str) -> ApiError:
 
 
 def runtime_not_loaded(runtime: str, loaded: Sequence[str], known: Sequence[str]) -> ApiError:
-    """A comparison asked for a runtime the service did not load at start-up."""
+    """A request (a prediction or a comparison) asked for a runtime the service did not load
+    at start-up."""
     return ApiError(
         409,
         "RUNTIME_UNAVAILABLE",
-        f"runtime {runtime} is not loaded for comparison (loaded: {', '.join(loaded)}); "
-        f"set SEPCONV_COMPARE_RUNTIMES={','.join(known)} and restart the service",
+        f"runtime {runtime} is not loaded (loaded: {', '.join(loaded)}); add it to "
+        f"SEPCONV_COMPARE_RUNTIMES (any of {', '.join(known)}) and restart the service",
     )
 
 

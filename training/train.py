@@ -448,6 +448,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also write model.onnx beside each SavedModel (needs the onnx extra)",
     )
+    parser.add_argument(
+        "--runtimes",
+        action="store_true",
+        help="also write the LiteRT fp32 and int8 and ONNX Runtime int8 artifacts, calibrated "
+        "on training images and scored on the test split (implies --onnx; needs the onnx and "
+        "litert extras); sepconv-export does the same for models already exported",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -470,8 +477,9 @@ def run(args: argparse.Namespace) -> int:
         validation_per_class=args.validation_per_class,
         validation_seed=args.validation_seed,
     )
+    args.onnx = args.onnx or args.runtimes
     if args.train_only and (args.export_only or args.onnx):
-        other = "--export-only" if args.export_only else "--onnx"
+        other = "--export-only" if args.export_only else "--onnx or --runtimes"
         raise SystemExit(f"sepconv-train: --train-only exports nothing; drop {other}")
     if args.export_only and args.fresh:
         raise SystemExit("sepconv-train: --fresh would discard the run --export-only exports")
@@ -507,6 +515,16 @@ def run(args: argparse.Namespace) -> int:
         )
         for line in describe_pair(next(iter(evaluated.values()))):
             print(line)
+    if args.runtimes:
+        # After the evaluation above: the artifacts are scored on the same test images, once
+        # the networks are final, and calibrated on training images only.
+        from training.export import version_dir as exported_dir
+        from training.runtime_export import describe, export_runtimes
+
+        for name in architectures:
+            artifacts = export_runtimes(exported_dir(args.out, name, config.version), data)
+            for line in describe(name, artifacts):
+                print(line)
     figure = plot_all(args.out, config.version)
     if figure is not None:
         print(f"Combined accuracy figure: {figure}")

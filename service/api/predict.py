@@ -12,7 +12,7 @@ from sepconv_contract.schemas import BatchPredictResponse, PredictResponse
 from service.api.deps import StateDep
 from service.api.openapi import BATCH_BODY, ERRORS, IMAGE_BODY
 from service.core.prediction import answer_response, classify, decode_upload
-from service.edge.queries import MODEL, PREVIEW, TOP_K, PredictQuery
+from service.edge.queries import MODEL, PREVIEW, RUNTIME, TOP_K, PredictQuery
 from service.edge.uploads import read_images, read_one_image
 
 router = APIRouter(prefix="/predict", tags=["predict"])
@@ -21,15 +21,19 @@ router = APIRouter(prefix="/predict", tags=["predict"])
 ModelQuery = Annotated[str, Query(max_length=MODEL.max_length, description=MODEL.description)]
 TopKQuery = Annotated[int, Query(ge=TOP_K.minimum, le=TOP_K.maximum, description=TOP_K.description)]
 PreviewQuery = Annotated[bool, Query(description=PREVIEW.description)]
+RuntimeQuery = Annotated[
+    str, Query(pattern=f"{RUNTIME.pattern}|^$", description=RUNTIME.description)
+]
 
 
 async def predict_query(
     model: ModelQuery = MODEL.default,
     top_k: TopKQuery = TOP_K.default,
     preview: PreviewQuery = PREVIEW.default,
+    runtime: RuntimeQuery = RUNTIME.default,
 ) -> PredictQuery:
     """The query both routes take, read once for either."""
-    return PredictQuery(model, top_k, preview)
+    return PredictQuery(model, top_k, preview, runtime)
 
 
 QueryDep = Annotated[PredictQuery, Depends(predict_query)]
@@ -41,10 +45,15 @@ ROUTE_OPTIONS: dict[str, Any] = {"response_model_exclude_none": True, "responses
 async def predict(request: Request, state: StateDep, query: QueryDep) -> Response:
     """Classify one image with every model (or one), side by side."""
     started = time.perf_counter()
-    entries = state.inference.select(query.model)  # an unknown model: 404 before the upload
+    # An unknown model: 404 before the upload; a runtime it lacks: 409.
+    entries = state.inference.select(query.model, query.runtime)
     data = await read_one_image(request)
     decoded, decode_ms = await decode_upload(
-        data, state.settings.max_image_pixels, state.decode_budget, request.receive
+        data,
+        state.settings.max_image_pixels,
+        state.decode_budget,
+        request.receive,
+        tracing=state.inference.tracing,
     )
     answer = await classify(
         state.inference, decoded, decode_ms, entries, query.top_k, query.preview, started
@@ -58,12 +67,16 @@ async def predict(request: Request, state: StateDep, query: QueryDep) -> Respons
 async def predict_batch(request: Request, state: StateDep, query: QueryDep) -> BatchPredictResponse:
     """Classify 1-64 images (repeated multipart field ``files``), answers in upload order."""
     started = time.perf_counter()
-    entries = state.inference.select(query.model)
+    entries = state.inference.select(query.model, query.runtime)
     limit = state.settings.max_batch_files
     images = await read_images(request, field="files", max_files=limit)
     decoded = [
         await decode_upload(
-            data, state.settings.max_image_pixels, state.decode_budget, request.receive
+            data,
+            state.settings.max_image_pixels,
+            state.decode_budget,
+            request.receive,
+            tracing=state.inference.tracing,
         )
         for data in images
     ]

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import importlib
 import logging
+import threading
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from sepconv_contract import INPUT_NAME, ONNX_FILE, OUTPUT_NAME, SIGNATURE_NAME
+from sepconv_contract import INPUT_NAME, ONNX_FILE, OUTPUT_NAME, SIGNATURE_NAME, read_metadata
+from sepconv_contract.signature import LITERT_FILE, LITERT_INT8_FILE, ONNX_INT8_FILE
 from service.core.cpus import available_cpus
 
 logger = logging.getLogger("sepconv.engines")
@@ -40,7 +42,19 @@ def _short_device(device: str) -> str:
     return device.rsplit(marker, 1)[-1] if marker in device else (device or "CPU:0")
 
 
-RUNTIMES = ("tensorflow", "onnxruntime")
+# Each runtime name is a library and a precision: ``<library>`` serves the fp32 network,
+# ``<library>-int8`` its int8 quantization (float32 in and out, quantized inside).
+RUNTIMES = ("tensorflow", "onnxruntime", "onnxruntime-int8", "litert", "litert-int8")
+# The module each runtime imports: LiteRT's interpreter is its own package (ai-edge-litert).
+RUNTIME_LIBRARIES = {
+    "tensorflow": "tensorflow",
+    "onnxruntime": "onnxruntime",
+    "onnxruntime-int8": "onnxruntime",
+    "litert": "ai_edge_litert.interpreter",
+    "litert-int8": "ai_edge_litert.interpreter",
+}
+# What a missing artifact's message tells the operator to run.
+EXPORT_HINT = "export it with sepconv-export (the onnx and litert extras)"
 
 
 def import_runtime(runtime: str) -> None:
@@ -48,16 +62,55 @@ def import_runtime(runtime: str) -> None:
 
     A library that cannot be imported is no model's fault and a restart will not mend it: the
     process should stop (status 3 with several workers) rather than stay up with every model
-    failed. Only the named runtime is imported: serving ONNX Runtime never imports TensorFlow.
+    failed. Only the named runtime is imported: serving ONNX Runtime or LiteRT never imports
+    TensorFlow.
     """
-    importlib.import_module(runtime)
+    importlib.import_module(RUNTIME_LIBRARIES.get(runtime, runtime))
 
 
 def open_engine(path: Path, runtime: str, threads: int) -> Engine:
-    """The engine of the version folder ``path`` on ``runtime`` (one of ``RUNTIMES``)."""
+    """The engine of the version folder ``path`` on ``runtime`` (one of ``RUNTIMES``).
+
+    ``threads`` is the worker's share of the CPUs; every runtime's intra-op pool takes it.
+    """
     if runtime == "onnxruntime":
         return OnnxRuntimeEngine(path, threads)
+    if runtime == "onnxruntime-int8":
+        return OnnxRuntimeEngine(path, threads, ONNX_INT8_FILE, runtime)
+    if runtime == "litert":
+        return LiteRtEngine(path, threads, LITERT_FILE, runtime)
+    if runtime == "litert-int8":
+        return LiteRtEngine(path, threads, LITERT_INT8_FILE, runtime)
+    if runtime != "tensorflow":
+        raise ValueError(f"unknown runtime {runtime!r}: expected {', '.join(RUNTIMES)}")
     return TensorFlowEngine(path)
+
+
+def _artifact(path: Path, file: str) -> Path:
+    artifact = path / file
+    if not artifact.is_file():
+        raise FileNotFoundError(f"no {file} beside the SavedModel; {EXPORT_HINT}")
+    return artifact
+
+
+def _recorded_parameters(path: Path) -> int:
+    """The network's parameter count from its metadata: a converted or quantized graph folds
+    and adds constants (scales, zero points), so its own tensor count is not the network's."""
+    try:
+        metadata = read_metadata(path)
+    except ValueError:
+        return 0
+    return metadata.parameters.total if metadata and metadata.parameters else 0
+
+
+def _graph_parameters(onnx_path: Path) -> int:
+    """The ONNX graph's initializer elements, when the ``onnx`` package is installed (else 0)."""
+    try:
+        import onnx
+    except ImportError:
+        return 0
+    graph = onnx.load(str(onnx_path)).graph
+    return sum(int(np.prod(t.dims)) for t in graph.initializer)
 
 
 class TensorFlowEngine:
@@ -90,16 +143,20 @@ class TensorFlowEngine:
 
 
 class OnnxRuntimeEngine:
-    """``model.onnx`` beside the SavedModel, run by ONNX Runtime (the optional ``onnx`` extra)."""
+    """``model.onnx`` (or ``model_int8.onnx``) beside the SavedModel, run by ONNX Runtime (the
+    optional ``onnx`` extra)."""
 
-    runtime = "onnxruntime"
-
-    def __init__(self, path: Path, threads: int) -> None:
-        onnx_path = path / ONNX_FILE
+    def __init__(
+        self, path: Path, threads: int, file: str = ONNX_FILE, runtime: str = "onnxruntime"
+    ) -> None:
+        self.runtime = runtime
+        onnx_path = path / file
         if not onnx_path.is_file():
             raise FileNotFoundError(
-                "no model.onnx beside the SavedModel; export it with "
+                f"no {file} beside the SavedModel; export it with "
                 "sepconv-train --onnx or sepconv-export-onnx"
+                if file == ONNX_FILE
+                else f"no {file} beside the SavedModel; {EXPORT_HINT}"
             )
         import onnxruntime as ort
 
@@ -115,15 +172,63 @@ class OnnxRuntimeEngine:
         self._input = self._session.get_inputs()[0].name
         self._output = self._session.get_outputs()[0].name
         self.device = "GPU:0" if self._session.get_providers()[0].startswith("CUDA") else "CPU:0"
-        import onnx
-
-        graph = onnx.load(str(onnx_path)).graph
-        self.parameters = sum(int(np.prod(t.dims)) for t in graph.initializer)
+        # From the metadata: the slim image serves on onnxruntime alone, without the onnx
+        # package; a model exported without a parameter count has its graph counted instead.
+        self.parameters = _recorded_parameters(path)
+        if not self.parameters and file == ONNX_FILE:
+            self.parameters = _graph_parameters(onnx_path)
         self.trainable_parameters = self.parameters
 
     def predict(self, images: Batch) -> Probabilities:
         (outputs,) = self._session.run([self._output], {self._input: images})
         return np.asarray(outputs)
+
+
+class LiteRtEngine:
+    """``model.tflite`` or ``model_int8.tflite`` run by LiteRT's interpreter (``ai-edge-litert``,
+    the optional ``litert`` extra), with its default XNNPACK CPU kernels.
+
+    An interpreter is not thread-safe and holds one input shape at a time: calls are serialised
+    (the batcher and ``/compare`` may share this engine), and the input is resized only when
+    the batch size changes (a few hundredths of a millisecond).
+    """
+
+    device = "CPU:0"
+
+    def __init__(self, path: Path, threads: int, file: str, runtime: str) -> None:
+        self.runtime = runtime
+        model_path = _artifact(path, file)
+        interpreter_module = importlib.import_module("ai_edge_litert.interpreter")
+        self._interpreter = interpreter_module.Interpreter(
+            model_path=str(model_path), num_threads=threads or available_cpus()
+        )
+        self._interpreter.allocate_tensors()
+        (source,) = self._interpreter.get_input_details()
+        (target,) = self._interpreter.get_output_details()
+        if source["dtype"] != np.float32 or target["dtype"] != np.float32:
+            raise ValueError(
+                f"{file} must take and return float32 (quantize inside), not "
+                f"{np.dtype(source['dtype']).name} -> {np.dtype(target['dtype']).name}"
+            )
+        if int(source["shape_signature"][0]) != -1:
+            raise ValueError(f"{file} has a fixed batch size: convert it with a None batch")
+        self._input = int(source["index"])
+        self._output = int(target["index"])
+        self._batch_size = int(source["shape"][0])
+        self._lock = threading.Lock()
+        self.parameters = _recorded_parameters(path)
+        self.trainable_parameters = self.parameters
+
+    def predict(self, images: Batch) -> Probabilities:
+        with self._lock:
+            if len(images) != self._batch_size:
+                self._interpreter.resize_tensor_input(self._input, images.shape, strict=True)
+                self._interpreter.allocate_tensors()
+                self._batch_size = len(images)
+            self._interpreter.set_tensor(self._input, np.ascontiguousarray(images, np.float32))
+            self._interpreter.invoke()
+            # A copy: the interpreter reuses its output buffer on the next call.
+            return np.array(self._interpreter.get_tensor(self._output))
 
 
 def configure_tensorflow(

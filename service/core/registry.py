@@ -6,6 +6,7 @@ by name but never makes the service touch the file system.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -26,12 +27,12 @@ from sepconv_contract import (
     model_folders,
     read_metadata,
 )
-from sepconv_contract.schemas import ModelInfo
+from sepconv_contract.schemas import ModelInfo, RuntimeInfo
 from sepconv_contract.versions import latest_complete_version
 from service.core.batching import describe_output_mismatch
 from service.core.cpus import available_cpus
-from service.core.engines import Engine, open_engine
-from service.errors import model_not_found, not_ready
+from service.core.engines import RUNTIMES, Engine, open_engine
+from service.errors import model_not_found, not_ready, runtime_not_loaded, runtime_unavailable
 
 logger = logging.getLogger("sepconv.registry")
 
@@ -83,7 +84,9 @@ class ModelEntry:
                 else (
                     parameters.trainable
                     if parameters
-                    else engine.trainable_parameters if engine else None
+                    else engine.trainable_parameters
+                    if engine
+                    else None
                 )
             ),
             macs_per_image=metadata.macs_per_image,
@@ -101,7 +104,40 @@ class ModelEntry:
             runtime=self.runtime,
             status=self.status,
             error=self.error,
+            runtimes=self.runtime_infos(),
         )
+
+    def runtime_infos(self) -> list[RuntimeInfo]:
+        """Every runtime the model was exported for or the service tried to load, in
+        ``RUNTIMES`` order: what ``metadata.json`` recorded for it and whether it is loaded."""
+        recorded = (self.metadata.runtimes if self.metadata else None) or {}
+        loaded = set(self.extra_engines)
+        if self.engine is not None:
+            loaded.add(self.engine.runtime)
+        named = {*recorded, *loaded, *self.runtime_errors}
+        if self.status == "failed":
+            named.add(self.runtime)
+        infos = []
+        for runtime in sorted(named, key=lambda r: (RUNTIMES + (r,)).index(r)):
+            artifact = recorded.get(runtime)
+            error = self.runtime_errors.get(runtime)
+            if runtime == self.runtime and self.status == "failed":
+                error = self.error
+            infos.append(
+                RuntimeInfo(
+                    runtime=runtime,
+                    file=artifact.file if artifact else None,
+                    precision=artifact.precision if artifact else None,
+                    size_bytes=artifact.size_bytes if artifact else None,
+                    test_accuracy=artifact.test_accuracy if artifact else None,
+                    test_accuracy_interval=artifact.test_accuracy_interval if artifact else None,
+                    test_images=artifact.test_images if artifact else None,
+                    agreement=artifact.agreement if artifact else None,
+                    loaded=runtime in loaded,
+                    error=error,
+                )
+            )
+        return infos
 
 
 def _folder_size(path: Path) -> int:
@@ -239,6 +275,27 @@ class ModelRegistry:
         if entry.engine is not None and entry.engine.runtime == runtime:
             return entry.engine
         return entry.extra_engines.get(runtime)
+
+    def require_engine(self, entry: ModelEntry, runtime: str) -> Engine:
+        """The model's engine for a runtime a request asked for: 409 RUNTIME_UNAVAILABLE when
+        the service did not load that runtime, or loaded it and this model's artifact failed
+        (missing, broken); the model's other runtimes serve on either way."""
+        engine = self.engine(entry, runtime)
+        if engine is not None:
+            return engine
+        if runtime in entry.runtime_errors:
+            raise runtime_unavailable(entry.name, runtime, entry.runtime_errors[runtime])
+        raise runtime_not_loaded(runtime, self.runtimes, RUNTIMES)
+
+    def on_runtime(self, entry: ModelEntry, runtime: str) -> ModelEntry:
+        """``entry`` answering on ``runtime``: the same model, names and metadata, with that
+        runtime's engine (a 409 from ``require_engine`` when it has none). The serving
+        runtime (or none named) is the entry itself."""
+        if not runtime or runtime == entry.runtime:
+            return entry
+        return dataclasses.replace(
+            entry, runtime=runtime, engine=self.require_engine(entry, runtime)
+        )
 
     def load_extra_runtimes(self, entry: ModelEntry) -> None:
         """Load and warm ``entry``'s engines for ``compare_runtimes``; a runtime that fails is

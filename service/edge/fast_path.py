@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from service.core.prediction import answer_response, classify, decode_upload
 from service.edge.content_types import is_raw_image, scope_media_type
 from service.edge.envelope import envelope_response
-from service.edge.queries import MODEL, PREVIEW, TOP_K, PredictQuery
+from service.edge.queries import MODEL, PREVIEW, RUNTIME, TOP_K, PredictQuery
 from service.errors import ApiError, client_closed_request, empty_body
 from service.process.state import ServiceState
 
@@ -57,9 +57,10 @@ def parse_query(query_string: bytes) -> PredictQuery | None:
     model = MODEL.read(seen.get(MODEL.name))
     top_k = TOP_K.read(seen.get(TOP_K.name))
     preview = PREVIEW.read(seen.get(PREVIEW.name))
-    if model is None or top_k is None or preview is None:
+    runtime = RUNTIME.read(seen.get(RUNTIME.name))
+    if model is None or top_k is None or preview is None or runtime is None:
         return None
-    return PredictQuery(model, top_k, preview)
+    return PredictQuery(model, top_k, preview, runtime)
 
 
 class FastPredictPath:
@@ -93,10 +94,15 @@ class FastPredictPath:
     ) -> None:
         started = time.perf_counter()
         state = self.state
-        entries = state.inference.select(query.model)  # an unknown model: 404 before the upload
+        # An unknown model: 404 before the upload; a runtime it lacks: 409.
+        entries = state.inference.select(query.model, query.runtime)
         data = await _read_body(receive)
         decoded, decode_ms = await decode_upload(
-            data, state.settings.max_image_pixels, state.decode_budget, receive
+            data,
+            state.settings.max_image_pixels,
+            state.decode_budget,
+            receive,
+            tracing=state.inference.tracing,
         )
         answer = await classify(
             state.inference, decoded, decode_ms, entries, query.top_k, query.preview, started

@@ -23,6 +23,7 @@ from sepconv_contract.limits import (
     MAX_TOP_K,
     MIN_TOP_K,
 )
+from service.core.engines import RUNTIMES
 
 # The boolean spellings the fast path reads itself. Pydantic reads each the same way and
 # accepts a few more ("t", "y", ...), which the fast path leaves to it.
@@ -79,12 +80,35 @@ class FlagParameter(Parameter[bool]):
         return False if spelling in FALSE_SPELLINGS else None
 
 
+@dataclass(frozen=True)
+class ChoiceParameter(Parameter[str]):
+    """One of a fixed set of names; the empty default means the service's own choice."""
+
+    choices: tuple[str, ...] = ()
+
+    def parse(self, text: str) -> str | None:
+        return text if text in self.choices else None
+
+    @property
+    def pattern(self) -> str:
+        """The route's validation of the same set: anything else is 422."""
+        return "^(" + "|".join(sorted(self.choices, key=len, reverse=True)) + ")$"
+
+
 MODEL = TextParameter("model", ALL_MODELS, "A model name, or 'all'", max_length=MAX_MODEL_NAME)
 TOP_K = IntegerParameter(
     "top_k", DEFAULT_TOP_K, "How many top classes to list", minimum=MIN_TOP_K, maximum=MAX_TOP_K
 )
 PREVIEW = FlagParameter("preview", DEFAULT_PREVIEW, "Include the 32x32 input as a PNG data URL")
-PREDICT_PARAMETERS = (MODEL, TOP_K, PREVIEW)
+RUNTIME = ChoiceParameter(
+    "runtime",
+    "",
+    "A runtime loaded at start-up (SEPCONV_RUNTIME, or one of SEPCONV_COMPARE_RUNTIMES) to "
+    "answer on: " + ", ".join(RUNTIMES) + "; default: the service's runtime. One not loaded, "
+    "or whose artifact failed to load for a model, is 409 RUNTIME_UNAVAILABLE",
+    choices=RUNTIMES,
+)
+PREDICT_PARAMETERS = (MODEL, TOP_K, PREVIEW, RUNTIME)
 
 
 @dataclass(frozen=True)
@@ -94,3 +118,4 @@ class PredictQuery:
     model: str = MODEL.default
     top_k: int = TOP_K.default
     preview: bool = PREVIEW.default
+    runtime: str = RUNTIME.default  # "": the service's runtime

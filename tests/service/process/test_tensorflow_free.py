@@ -1,4 +1,5 @@
-"""Serving on ONNX Runtime never imports TensorFlow or Keras: the slim image depends on it."""
+"""Serving on ONNX Runtime or LiteRT never imports TensorFlow or Keras: the slim image depends
+on it."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ REPOSITORY_MODELS = Path(__file__).resolve().parents[3] / "models"
 # Runs in a fresh interpreter: this test process has long since imported TensorFlow.
 PROGRAM = r"""
 import io, json, sys, time
+# The slim image installs neither the onnx package nor matplotlib: importing them must fail here.
+sys.modules["onnx"] = None
+sys.modules["matplotlib"] = None
 import numpy as np
 from PIL import Image
 from fastapi.testclient import TestClient
@@ -25,7 +29,9 @@ import service.main
 from service.main import create_app
 from service.process.settings import Settings
 
-settings = Settings(model_dir=sys.argv[1], runtime="onnxruntime", warmup_runs=1)
+settings = Settings(
+    model_dir=sys.argv[1], runtime=sys.argv[2], compare_runtimes=sys.argv[3], warmup_runs=1
+)
 buffer = io.BytesIO()
 Image.fromarray(np.full((32, 32, 3), 200, np.uint8)).save(buffer, format="PNG")
 with TestClient(create_app(settings)) as client:
@@ -40,22 +46,37 @@ with TestClient(create_app(settings)) as client:
 print(json.dumps({
     "statuses": [raw.status_code, upload.status_code, compare.status_code],
     "runtimes": sorted({m["runtime"] for m in models["models"]}),
+    "loaded": sorted(
+        {r["runtime"] for m in models["models"] for r in m["runtimes"] if r["loaded"]}
+    ),
     "predictions": len(raw.json()["predictions"]),
     "heavy": sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras")),
 }))
 """
 
 
-@pytest.mark.skipif(
-    not all(
-        (REPOSITORY_MODELS / name / "1" / "model.onnx").is_file()
+# The serving runtime, the other runtimes loaded beside it, the files they need.
+SERVED = {
+    "onnxruntime": ("onnxruntime-int8", ("model.onnx", "model_int8.onnx")),
+    "litert": ("litert-int8", ("model.tflite", "model_int8.tflite")),
+}
+
+
+@pytest.mark.parametrize("runtime", sorted(SERVED))
+def test_serving_never_imports_tensorflow_or_keras(runtime: str) -> None:
+    if runtime == "litert":
+        pytest.importorskip("ai_edge_litert")
+    others, files = SERVED[runtime]
+    missing = [
+        f"{name}/1/{file}"
         for name in ("regular", "separable")
-    ),
-    reason="the committed models' model.onnx files are missing",
-)
-def test_onnx_runtime_serving_never_imports_tensorflow_or_keras() -> None:
+        for file in files
+        if not (REPOSITORY_MODELS / name / "1" / file).is_file()
+    ]
+    if missing:
+        pytest.skip(f"the committed models lack {', '.join(missing)} (run sepconv-export)")
     result = subprocess.run(
-        [sys.executable, "-c", PROGRAM, str(REPOSITORY_MODELS)],
+        [sys.executable, "-c", PROGRAM, str(REPOSITORY_MODELS), runtime, others],
         capture_output=True,
         text=True,
         timeout=240,
@@ -64,5 +85,6 @@ def test_onnx_runtime_serving_never_imports_tensorflow_or_keras() -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["statuses"] == [200, 200, 200]
-    assert report["runtimes"] == ["onnxruntime"] and report["predictions"] == 2
+    assert report["runtimes"] == [runtime] and report["predictions"] == 2
+    assert report["loaded"] == sorted([runtime, others])
     assert report["heavy"] == []
