@@ -1,4 +1,5 @@
-"""FastAPI's exception handlers: every error, FastAPI's own 404/405/422 included, as the envelope.
+"""FastAPI's exception handlers: every error, FastAPI's own 404/405/422 included, as the envelope
+(or, under ``/v2``, the Open Inference Protocol's ``{"error": "<message>"}``).
 
 The errors themselves (one factory per code) are in ``service.errors``; this module only maps
 what FastAPI and Starlette raise onto them and answers through ``service.edge.envelope``.
@@ -14,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
-from service.edge.envelope import envelope_response
+from service.edge.envelope import error_response
 from service.errors import (
     ApiError,
     client_closed_request,
@@ -33,7 +34,8 @@ def request_id_of(request: Request) -> str | None:
 
 
 def _answer(request: Request, error: ApiError) -> Response:
-    return envelope_response(error, request_id_of(request))
+    # The envelope, or the Open Inference Protocol's own shape under /v2.
+    return error_response(error, request_id_of(request), path=request.scope["path"])
 
 
 def _validation_message(error: RequestValidationError) -> str:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.edge.envelope import envelope_response
+from service.edge.envelope import error_response
 from service.errors import ApiError, internal_error, payload_too_large, request_timeout
 from service.process.metrics import ServiceMetrics
 
@@ -91,7 +91,9 @@ class RequestContextMiddleware:
         try:
             declared = headers.get(b"content-length")
             if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-                await self._refuse(send_with_id, payload_too_large(self.max_body_bytes), request_id)
+                await self._refuse(
+                    send_with_id, payload_too_large(self.max_body_bytes), request_id, scope
+                )
                 return
             await self.app(scope, self._guarded_receive(receive, refuse_body), send_with_id)
         except ApiError as error:
@@ -99,14 +101,14 @@ class RequestContextMiddleware:
             # for validation): answer it here unless a response is already on its way.
             if response_started:
                 raise
-            await self._refuse(send_with_id, error, request_id)
+            await self._refuse(send_with_id, error, request_id, scope)
         except Exception:
             # A bug, not a client's mistake. Answered here rather than by Starlette's outer
             # error layer so that the 500 carries X-Request-ID like every other answer.
             logger.exception("unhandled error", extra={"request_id": request_id})
             if response_started:
                 raise
-            await self._refuse(send_with_id, internal_error(), request_id)
+            await self._refuse(send_with_id, internal_error(), request_id, scope)
         finally:
             elapsed = time.perf_counter() - started
             endpoint = _endpoint(scope)
@@ -150,11 +152,13 @@ class RequestContextMiddleware:
 
         return guarded
 
-    async def _refuse(self, send: Send, error: ApiError, request_id: str) -> None:
+    async def _refuse(self, send: Send, error: ApiError, request_id: str, scope: Scope) -> None:
         """Answer ``error`` in plain ASGI, outside any route, and close the connection."""
         # The body may be unread (too large, too slow, or a failure mid-stream): closing the
         # connection spares the server draining it for keep-alive.
-        response = envelope_response(error, request_id, headers={"Connection": "close"})
+        response = error_response(
+            error, request_id, path=scope["path"], headers={"Connection": "close"}
+        )
         await send(
             {
                 "type": "http.response.start",

@@ -32,7 +32,12 @@ from uvicorn.protocols.http.httptools_impl import (
 )
 from uvicorn.server import ServerState
 
-from service.edge.envelope import MEDIA_TYPE, encode_envelope
+from service.edge.envelope import (
+    MEDIA_TYPE,
+    encode_envelope,
+    encode_protocol_error,
+    speaks_protocol,
+)
 from service.errors import (
     ApiError,
     bad_request,
@@ -89,6 +94,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_open = True
         self._head_bytes = 0
         self._line_bytes = 0
+        # Requests finished so far: a read that finishes one ends with its body, not a head.
+        self._completed = 0
         self._head_timer: TimerHandle | None = None
         self._refusal: ApiError | None = None
         self._running: RequestResponseCycle | None = None
@@ -142,6 +149,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._refused or self.transport.is_closing():
             return
         self._unset_keepalive_if_required()
+        completed = self._completed
         if self._head_open:
             self._head_bytes += len(data)
             # Also after a keep-alive answer: stray bytes (a lone CRLF) start the next head.
@@ -160,7 +168,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 refusal = bad_request(f"cannot parse the request: {exc}")
             self._answer_and_close(refusal)
             return
-        if self._head_open:
+        if self._head_open and self._completed == completed:
             self._check_open_head(data)
 
     def _check_open_head(self, data: bytes) -> None:
@@ -201,6 +209,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
+        self._completed += 1
         self._head_open = True
         self._head_bytes = 0
         self._line_bytes = 0
@@ -235,7 +244,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._cancel_head_timer()
         # An id as the middleware gives one, so that a client quoting it can be found in the log.
         request_id = secrets.token_hex(16)
-        body = encode_envelope(error, request_id)
+        path = self.url.split(b"?", 1)[0].decode("latin-1")
+        # The Open Inference Protocol's clients parse {"error": "<message>"} on its paths.
+        body = (
+            encode_protocol_error(error)
+            if speaks_protocol(path)
+            else encode_envelope(error, request_id)
+        )
         content = [STATUS_LINE[error.status_code]]
         extra = error.headers or {}
         headers = [

@@ -6,6 +6,7 @@ field fails, and checked against the real ONNX graph that Triton would load besi
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 from pathlib import Path
 from types import ModuleType
@@ -36,12 +37,23 @@ ONNX_FLOAT = "tensor(float)"
 
 @pytest.fixture(scope="module")
 def model_config_pb2() -> ModuleType:
-    """Triton's ModelConfig protobuf module, from tritonclient."""
-    try:
-        from tritonclient.grpc import model_config_pb2
-    except ImportError as error:
-        missing("tritonclient", f"pip install 'tritonclient[grpc]' ({error})")
-    return model_config_pb2
+    """Triton's ModelConfig protobuf module, from tritonclient.
+
+    Loaded from its file rather than imported: ``tritonclient.grpc``'s package imports Triton's
+    gRPC service protos, whose ``inference.*`` messages clash in protobuf's one descriptor pool
+    with KServe's own copy of them once the KServe SDK is imported in the same process."""
+    spec = importlib.util.find_spec("tritonclient")
+    if spec is None or not spec.submodule_search_locations:
+        missing("tritonclient", "pip install 'tritonclient[grpc]'")
+    (package,) = spec.submodule_search_locations
+    path = Path(package) / "grpc" / "model_config_pb2.py"
+    if not path.is_file():
+        missing("tritonclient[grpc]", f"pip install 'tritonclient[grpc]' (no {path.name})")
+    loaded = importlib.util.spec_from_file_location("_triton_model_config_pb2", path)
+    assert loaded is not None and loaded.loader is not None
+    module = importlib.util.module_from_spec(loaded)
+    loaded.loader.exec_module(module)
+    return module
 
 
 def parse(text: str, model_config_pb2: ModuleType) -> Any:
