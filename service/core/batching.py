@@ -8,6 +8,9 @@ concurrently: a lone request at concurrency 1 never pays the timeout.
 The worker must never die silently, or every later request for its model would wait forever: a
 failing batch fails only its own requests (500 ``ENGINE_ERROR``), and a worker that crashes anyway
 fails the batch it held and is started again, counted by ``on_restart``.
+
+With tracing on, each request carries its trace context through the queue, and the worker
+records its ``queue`` and ``engine`` spans once the engine call is over (service.process.tracing).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import numpy.typing as npt
 
 from service.core.engines import Engine
 from service.errors import engine_error, not_ready
+from service.process.tracing import NO_TRACING, QueuedTrace, Tracing
 
 logger = logging.getLogger("sepconv.batching")
 
@@ -58,6 +62,7 @@ class BatchResult:
 class _Pending:
     pixels: Pixels
     future: asyncio.Future[BatchResult]
+    trace: QueuedTrace | None = None  # None: tracing off
 
 
 def describe_output_mismatch(
@@ -101,6 +106,7 @@ class MicroBatcher:
         num_classes: int | None = None,
         observe: BatchObserver | None = None,
         on_restart: RestartObserver | None = None,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         self.name = name
         self.engine = engine
@@ -111,6 +117,7 @@ class MicroBatcher:
         self.num_classes = num_classes
         self.observe = observe
         self.on_restart = on_restart
+        self.tracing = tracing
         self.restarts = 0
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
@@ -149,7 +156,7 @@ class MicroBatcher:
         if self._queue.qsize() >= self.max_queue:
             raise QueueFull(self.name)
         future: asyncio.Future[BatchResult] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(pixels, future))
+        self._queue.put_nowait(_Pending(pixels, future, self.tracing.enqueue()))
         # If the client goes away, this await is cancelled and so is the future: the worker
         # then skips it, which frees its queue slot without running the engine for nobody.
         return await future
@@ -261,12 +268,40 @@ class MicroBatcher:
         images = np.empty((len(batch), *batch[0].pixels.shape), np.float32)
         for index, item in enumerate(batch):
             images[index] = item.pixels
-        probabilities, latency_ms = await loop.run_in_executor(self.executor, self._infer, images)
-        self._check_output(probabilities, len(batch))
+        traced = self.tracing.enabled
+        engine_started_ns = time.time_ns() if traced else 0
+        try:
+            probabilities, latency_ms = await loop.run_in_executor(
+                self.executor, self._infer, images
+            )
+            self._check_output(probabilities, len(batch))
+        except Exception as error:
+            if traced:
+                self._trace(batch, engine_started_ns, error)
+            raise
+        if traced:
+            # Before the answers: the spans end inside their requests' server spans.
+            self._trace(batch, engine_started_ns, None)
         self._observe(len(batch), latency_ms)
         for index, item in enumerate(batch):
             if not item.future.done():
                 item.future.set_result(BatchResult(probabilities[index], latency_ms, len(batch)))
+
+    def _trace(
+        self, batch: list[_Pending], engine_started_ns: int, error: Exception | None
+    ) -> None:
+        try:
+            self.tracing.record_batch(
+                [item.trace for item in batch if item.trace is not None],
+                model=self.name,
+                runtime=self.engine.runtime,
+                batch_size=len(batch),
+                engine_started_ns=engine_started_ns,
+                engine_ended_ns=time.time_ns(),
+                error=error,
+            )
+        except Exception:  # noqa: BLE001 - a tracing fault must not fail the answers
+            logger.exception("recording the batch's spans failed", extra={"model": self.name})
 
     def _check_output(self, probabilities: Probabilities, batch_size: int) -> None:
         mismatch = describe_output_mismatch(np.shape(probabilities), batch_size, self.num_classes)

@@ -27,6 +27,7 @@ from service.core.imaging import (
 from service.core.inference import InferenceService
 from service.core.registry import ModelEntry
 from service.errors import client_closed_request, image_too_costly
+from service.process.tracing import DECODE, NO_TRACING, UPLOAD_BYTES, Tracing
 
 # Small, simple files of small canvases decode in well under a millisecond: cheaper on the
 # event loop than the hop to a worker thread. Anything else goes to a thread, judged by what it
@@ -43,14 +44,25 @@ async def decode_upload(
     max_pixels: int,
     budget: DecodeBudget | None = None,
     receive: Receive | None = None,
+    *,
+    tracing: Tracing = NO_TRACING,
 ) -> tuple[DecodedImage, float]:
     """The 32x32 model input of an upload, and the milliseconds decoding took.
 
     Off the event loop, a decode first reserves its estimated memory in ``budget`` (none: no
     limit); given the request's ASGI ``receive``, it stops being waited for (499) when the
     client hangs up. Either way its thread runs to the end, and the reservation is released
-    when it does, not before.
+    when it does, not before. With ``tracing`` on, it is the request's ``decode`` span.
     """
+    if not tracing.enabled:
+        return await _decode(data, max_pixels, budget, receive)
+    with tracing.span(DECODE, {UPLOAD_BYTES: len(data)}):
+        return await _decode(data, max_pixels, budget, receive)
+
+
+async def _decode(
+    data: bytes, max_pixels: int, budget: DecodeBudget | None, receive: Receive | None
+) -> tuple[DecodedImage, float]:
     started = time.perf_counter()
     max_scans = budget.max_jpeg_scans if budget is not None else MAX_JPEG_SCANS
     simple = len(data) <= INLINE_UPLOAD_BYTES and open_steps(data, INLINE_OPEN_STEPS) <= (
