@@ -1,18 +1,27 @@
-"""``sepconv-serve`` and ``python -m service``: run the app under uvicorn with its settings."""
+"""``sepconv-serve`` and ``python -m service``: run the app under uvicorn with its settings.
+
+Every flag overrides its ``SEPCONV_*`` variable. ``--help`` and ``--version`` answer, and a
+port already taken is refused, before the serving runtime (TensorFlow, ~10 s) is imported.
+"""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+# TensorFlow reads these when it is imported, in this process and in the workers it spawns:
+# C++ INFO and WARNING lines (oneDNN's banner among them) are start-up noise; errors stay.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 if TYPE_CHECKING:
@@ -23,34 +32,107 @@ if TYPE_CHECKING:
 # uvicorn's exit status for a worker that could not start: its supervisor then stops instead of
 # starting the same failure again and again.
 STARTUP_FAILURE = 3
+# The command's status when its socket cannot be opened (the port taken, an unknown host), and
+# argparse's when a flag or a setting is invalid.
+CANNOT_LISTEN = 1
+INVALID_SETTINGS = 2
 # Left in the metrics folder by a worker that could not build the app, so that the supervisor
 # exits with STARTUP_FAILURE too rather than 0.
 FAILED_MARKER = "worker-startup-failed"
+# The flags, each the name of a Settings field (and so of a SEPCONV_<NAME> variable).
+FLAGS = ("host", "port", "workers", "model_dir", "runtime", "log_level")
+
+logger = logging.getLogger("sepconv.main")
 
 
-def serve_main() -> None:
-    """Start uvicorn on ``SEPCONV_HOST:SEPCONV_PORT`` with ``SEPCONV_WORKERS`` processes."""
+def build_parser() -> argparse.ArgumentParser:
+    """The command's options; each default shown is the setting's own."""
+    from service.core.engines import RUNTIMES
+    from service.process.settings import Settings
+
+    fields = Settings.model_fields
+
+    def default(name: str) -> str:
+        field = fields[name]
+        value = field.get_default(call_default_factory=True)
+        return f"{value} (${_variable(name)})"
+
+    parser = argparse.ArgumentParser(
+        prog="sepconv-serve",
+        description="Serve the CIFAR-10 classifiers in <model-dir>/<name>/<version>/ over HTTP. "
+        "Every other setting is a SEPCONV_* environment variable (docs/configuration.md).",
+    )
+    parser.add_argument("--host", help=f"address to listen on; default {default('host')}")
+    parser.add_argument("--port", type=int, help=f"port to listen on; default {default('port')}")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help=f"server processes, each with its own models; default {default('workers')}",
+    )
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        metavar="PATH",
+        help=f"model repository; default {default('model_dir')}",
+    )
+    parser.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        help=f"engine the models run on; default {default('runtime')}",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        help=f"least severe log line written; default {default('log_level')}",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    return parser
+
+
+def read_settings(argv: Sequence[str] | None = None) -> Settings:
+    """The settings of this start: the environment, with the flags given on top."""
+    from pydantic import ValidationError
+
+    from service.process.settings import Settings
+
+    parser = build_parser()
+    arguments = vars(parser.parse_args(argv))
+    overrides = {name: arguments[name] for name in FLAGS if arguments[name] is not None}
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{_variable(str(e['loc'][0])) if e['loc'] else 'settings'}: {e['msg']}"
+            for e in error.errors()
+        )
+        parser.error(f"invalid setting: {problems}")
+
+
+def serve_main(argv: Sequence[str] | None = None) -> None:
+    """Start uvicorn on ``--host:--port`` with ``--workers`` processes."""
+    settings = read_settings(argv)
+
+    from service.process.logs import configure_logging, logging_config
+
+    configure_logging(settings.log_level)
+    ensure_can_listen(settings.host, settings.port)
+
     import uvicorn
 
-    from service.process.logs import configure_logging
-    from service.process.settings import get_settings
-
-    settings = get_settings()
-    configure_logging(settings.log_level)
     # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal to the handler
     # that was installed before it started; make that a clean exit (status 0), which is what
     # Docker and Kubernetes expect from a graceful stop.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    options = _uvicorn_options(settings)
+    # Every line in the service's JSON format, uvicorn's own included, in every worker.
+    options = {**_uvicorn_options(settings), "log_config": logging_config(settings.log_level)}
     with _metrics_dir(settings.workers) as folder:
         if settings.workers == 1:
-            from service.core.engines import import_runtime
             from service.main import create_app
 
             try:
-                import_runtime(settings.runtime)
+                import_runtime_quietly(settings.runtime)
             except ImportError as error:
-                logging.getLogger("sepconv.main").error(
+                logger.error(
                     "the serving runtime cannot be imported",
                     extra={"runtime": settings.runtime, "reason": str(error)},
                 )
@@ -58,6 +140,11 @@ def serve_main() -> None:
 
             uvicorn.run(create_app(settings), **options)
             return
+        # The workers are fresh interpreters that build their settings from the environment
+        # (uvicorn imports worker_app by name): the flags reach them as the variables they
+        # override.
+        for name in FLAGS:
+            os.environ[_variable(name)] = str(getattr(settings, name))
         # The workers share one comparison slot, a lock file in this folder they all see.
         os.environ.setdefault("SEPCONV_COMPARE_LOCK_DIR", str(folder))
         # Several workers: uvicorn's supervisor spawns fresh interpreters that each build the
@@ -75,6 +162,56 @@ def serve_main() -> None:
             sys.exit(STARTUP_FAILURE)
 
 
+def ensure_can_listen(host: str, port: int) -> None:
+    """Exit at once, with one line saying why, when ``host:port`` cannot be listened on.
+
+    Checked before anything slow is imported, so a taken port is reported in well under a
+    second rather than after TensorFlow has loaded. uvicorn binds the same way (SO_REUSEADDR),
+    so a port this accepts, uvicorn accepts too.
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        logger.error(
+            f"cannot listen on {host}:{port}: {reason.lower()}; stop whatever uses it or "
+            "choose another with --port (SEPCONV_PORT) or --host (SEPCONV_HOST)"
+        )
+        sys.exit(CANNOT_LISTEN)
+
+
+def import_runtime_quietly(runtime: str) -> None:
+    """Import ``runtime`` (and let TensorFlow look for GPUs) without native start-up noise."""
+    from service.core.engines import import_runtime
+    from service.process.logs import native_noise_filtered
+
+    with native_noise_filtered():
+        import_runtime(runtime)
+        if runtime == "tensorflow":
+            # TensorFlow tries CUDA when it first lists devices; done here, inside the filter,
+            # the lifespan finds them listed. Listing does not fix the thread pools, which the
+            # lifespan still sets.
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
+
+
+def _variable(name: str) -> str:
+    return f"SEPCONV_{name.upper()}"
+
+
+def _version() -> str:
+    try:
+        return metadata.version("sepconv-serve")
+    except metadata.PackageNotFoundError:  # a source tree that was never installed
+        return "unknown"
+
+
 def worker_app() -> FastAPI:
     """The app of one worker process (uvicorn calls this in each of them)."""
     from service.process.logs import configure_logging
@@ -83,15 +220,14 @@ def worker_app() -> FastAPI:
     settings = get_settings()
     configure_logging(settings.log_level)
     try:
-        from service.core.engines import import_runtime
         from service.main import create_app
 
-        import_runtime(settings.runtime)
+        import_runtime_quietly(settings.runtime)
         return create_app(settings)
     except Exception:
         from service.process.metrics import MULTIPROCESS_DIR_ENV
 
-        logging.getLogger("sepconv.main").exception("this worker cannot start")
+        logger.exception("this worker cannot start")
         folder = os.environ.get(MULTIPROCESS_DIR_ENV)
         if folder:
             (Path(folder) / FAILED_MARKER).touch()

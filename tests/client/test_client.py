@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 import asyncio
 import io
 import json
@@ -11,12 +12,16 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from sepconv_client.calls import encode_image, image_type
+from sepconv_client.cli import build_parser
 from sepconv_client.cli import main as client_main
 from sepconv_client.client import AsyncSepconvClient, SepconvClient, SepconvError
 
 from service.main import create_app
 from service.process.settings import Settings
 from tests.helpers.servers import live_server
+
+MODELS = ["regular", "separable"]
 
 
 def sample_image(colour: tuple[int, int, int] = (30, 140, 220)) -> Image.Image:
@@ -186,6 +191,112 @@ def test_client_cli_predict_models_compare(
     assert json.loads(capsys.readouterr().out)["summary"]["fastest"] in ("regular", "separable")
 
 
+def test_client_cli_options_anywhere_and_one_json_document(
+    server_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, second = tmp_path / "a.png", tmp_path / "b.jpg"
+    sample_image().save(first)
+    sample_image((200, 10, 10)).save(second, format="JPEG")
+    # The shared options after the subcommand, as well as before it.
+    assert client_main(["models", "--json", "--url", server_url]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed["count"] == 2 and [m["name"] for m in listed["models"]] == MODELS
+    assert client_main(["--json", "predict", "--url", server_url, str(first), str(second)]) == 0
+    answer = json.loads(capsys.readouterr().out)  # one document for both images
+    assert answer["count"] == 2
+    assert [r["file"] for r in answer["results"]] == [str(first), str(second)]
+    assert [r["image"]["format"] for r in answer["results"]] == ["PNG", "JPEG"]
+    assert client_main(["batch", str(first), str(second), "--json", "--url", server_url]) == 0
+    batch = json.loads(capsys.readouterr().out)
+    assert batch["count"] == 2 and [r["file"] for r in batch["results"]] == [
+        str(first),
+        str(second),
+    ]
+    assert all(len(r["predictions"]) == 2 for r in batch["results"])
+
+
+def test_client_cli_reads_sepconv_url(
+    server_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SEPCONV_URL", server_url)
+    assert client_main(["models"]) == 0
+    assert "separable" in capsys.readouterr().out
+    with SepconvClient() as client:
+        assert client.health().ready
+
+
+def test_client_cli_agreement_only_with_several_models(
+    server_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "one.png"
+    sample_image().save(path)
+    assert client_main(["--url", server_url, "predict", str(path), "--model", "separable"]) == 0
+    one = capsys.readouterr().out
+    assert "separable" in one and "regular" not in one
+    assert "models agree" not in one and "models DISAGREE" not in one
+    assert client_main(["--url", server_url, "predict", str(path)]) == 0
+    both = capsys.readouterr().out
+    assert "models agree" in both or "models DISAGREE" in both
+
+
+def test_client_cli_names_the_image_that_failed(
+    server_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good, bad = tmp_path / "good.png", tmp_path / "bad.png"
+    sample_image().save(good)
+    bad.write_bytes(b"not an image at all")
+    assert client_main(["--url", server_url, "--json", "predict", str(bad), str(good)]) == 1
+    answer = json.loads(capsys.readouterr().out)
+    failed, answered = answer["results"]
+    assert failed == {
+        "file": str(bad),
+        "error": {"status": 400, "code": "INVALID_IMAGE", "message": failed["error"]["message"]},
+    }
+    assert answered["file"] == str(good) and len(answered["predictions"]) == 2
+
+
+def test_client_cli_help_shows_every_default() -> None:
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert set(commands.choices) == {"predict", "batch", "models", "compare"}
+    for command in [parser, *commands.choices.values()]:
+        options = [a for a in command._actions if a.option_strings and a.dest != "help"]
+        assert options
+        for option in options:
+            assert option.help and "(default" in option.help, option.option_strings
+
+
+def test_client_predict_sends_the_raw_body(server_url: str) -> None:
+    # The fast path takes an image body as it is; the client never wraps one image in multipart.
+    sent: list[httpx.Request] = []
+    http = httpx.Client(base_url=server_url, event_hooks={"request": [sent.append]})
+    with SepconvClient(http_client=http) as client:
+        answer = client.predict(sample_image(), model="regular", top_k=2)
+    http.close()
+    assert [p.model for p in answer.predictions] == ["regular"]
+    (request,) = sent
+    assert request.headers["content-type"] == "image/png"
+    assert request.content.startswith(b"\x89PNG")
+
+
+def test_client_image_type_from_signature(tmp_path: Path) -> None:
+    for format, media in (
+        ("PNG", "image/png"),
+        ("JPEG", "image/jpeg"),
+        ("GIF", "image/gif"),
+        ("BMP", "image/bmp"),
+        ("WEBP", "image/webp"),
+        ("TIFF", "image/tiff"),
+    ):
+        buffer = io.BytesIO()
+        sample_image().save(buffer, format=format)
+        assert image_type(buffer.getvalue()) == media
+    assert image_type(b"plain text") == "application/octet-stream"
+    path = tmp_path / "no-suffix"
+    sample_image().save(path, format="PNG")
+    assert encode_image(path) == ("no-suffix", path.read_bytes(), "image/png")
+
+
 def test_client_cli_reports_unreachable_service(capsys: pytest.CaptureFixture[str]) -> None:
     from tests.helpers.servers import free_port
 
@@ -194,8 +305,6 @@ def test_client_cli_reports_unreachable_service(capsys: pytest.CaptureFixture[st
 
 
 def test_client_encode_pil_image_is_png() -> None:
-    from sepconv_client.client import encode_image
-
     name, data, content_type = encode_image(sample_image())
     assert content_type == "image/png" and Image.open(io.BytesIO(data)).size == (40, 40)
     assert name == "image.png"
