@@ -2,21 +2,33 @@
 
 A comparison holds the server's one comparison slot (``service.process.admission``) while a
 thread times the engines; it stops between engine calls once its client hangs up or the
-process stops, so an abandoned comparison neither holds the slot nor keeps the CPU.
+process stops, so an abandoned comparison neither holds the slot nor keeps the CPU. Asked with
+``Accept: application/x-ndjson`` (or ``stream=true``), it answers progress lines as it goes
+(``service.api.compare_stream``); otherwise one JSON answer at the end.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated
 
 import numpy as np
 import numpy.typing as npt
 from fastapi import APIRouter, Depends, Query, Request
+from starlette.responses import StreamingResponse
 
 from sepconv_contract.schemas import CompareResponse
+from service.api.compare_stream import (
+    STREAM_RESPONSE,
+    StreamHooks,
+    StreamPlan,
+    stream_comparison,
+    wants_stream,
+)
 from service.api.deps import StateDep
 from service.api.openapi import ERRORS, UPLOAD_BODY, error_responses
 from service.core.comparison import ComparisonCancelled, run_comparison, synthetic_image
@@ -34,7 +46,8 @@ from service.errors import (
 
 router = APIRouter(prefix="/compare", tags=["compare"])
 
-COMPARE_ERRORS = {
+COMPARE_RESPONSES = {
+    200: STREAM_RESPONSE,
     **ERRORS,
     **error_responses(
         {
@@ -47,7 +60,9 @@ COMPARE_ERRORS = {
 }
 # How often the route looks for a client that hung up while the engines are being timed.
 DISCONNECT_POLL_S = 0.1
-RUNTIME_NAMES = "(tensorflow|onnxruntime)"
+# Every runtime the engines know, from the one list (longest first: onnxruntime-int8 before
+# onnxruntime).
+RUNTIME_NAMES = "(" + "|".join(sorted(RUNTIMES, key=len, reverse=True)) + ")"
 
 RepeatsQuery = Annotated[int, Query(ge=1, le=1000, description="Timed calls per model")]
 BatchQuery = Annotated[int, Query(ge=1, le=256, description="Images per engine call")]
@@ -58,12 +73,19 @@ ModelsQuery = Annotated[
 RuntimesQuery = Annotated[
     str | None,
     Query(
-        max_length=64,
+        max_length=128,
         pattern=rf"^ *{RUNTIME_NAMES} *(, *{RUNTIME_NAMES} *)*$",
-        description="Comma-separated runtimes: tensorflow, onnxruntime (default: the service's "
-        "runtime); naming both puts each model's runtimes side by side. A runtime other than "
-        "the service's must be loaded at start-up: SEPCONV_COMPARE_RUNTIMES",
+        description="Comma-separated runtimes: " + ", ".join(RUNTIMES) + " (default: the "
+        "service's runtime); naming several puts each model's runtimes side by side. A "
+        "runtime other than the service's must be loaded at start-up: SEPCONV_COMPARE_RUNTIMES",
         examples=["tensorflow", "onnxruntime", "tensorflow,onnxruntime"],
+    ),
+]
+StreamQuery = Annotated[
+    bool,
+    Query(
+        description="Answer progress lines (application/x-ndjson) as the comparison runs, "
+        "as Accept: application/x-ndjson does"
     ),
 ]
 
@@ -120,6 +142,7 @@ class CompareQuery:
     warmup: int
     models: str
     runtimes: str | None
+    stream: bool = False
 
 
 async def compare_query(
@@ -128,12 +151,17 @@ async def compare_query(
     warmup: WarmupQuery = 5,
     models: ModelsQuery = "all",
     runtimes: RuntimesQuery = None,
+    stream: StreamQuery = False,
 ) -> CompareQuery:
     """The query of either route, read once for both."""
-    return CompareQuery(repeats, batch_size, warmup, models, runtimes)
+    return CompareQuery(repeats, batch_size, warmup, models, runtimes, stream)
 
 
 QueryDep = Annotated[CompareQuery, Depends(compare_query)]
+
+
+CompareAnswer = CompareResponse | StreamingResponse
+Watch = Callable[[asyncio.Future[CompareResponse], threading.Event], Awaitable[CompareResponse]]
 
 
 async def _compare(
@@ -144,12 +172,40 @@ async def _compare(
     image: npt.NDArray[np.uint8],
     *,
     uploaded: bool,
-) -> CompareResponse:
+) -> CompareAnswer:
     pairs = _engines(state, entries, _runtimes(state, query.runtimes))
+    run = partial(_time, state, pairs, query, image, uploaded=uploaded)
+    if wants_stream(request, query.stream):
+        plan = StreamPlan(
+            requested_repeats=query.repeats,
+            warmup=query.warmup,
+            batch_size=query.batch_size,
+            budget_s=state.settings.compare_budget_s,
+        )
+        # The stream's own cancellation (the client hanging up) sets the hooks' flag.
+        return await stream_comparison(
+            request, plan, lambda hooks: run(hooks.cancel, _until_done, hooks)
+        )
+    return await run(threading.Event(), partial(_unless_abandoned, request), None)
+
+
+async def _time(
+    state: StateDep,
+    pairs: list[tuple[ModelEntry, Engine]],
+    query: CompareQuery,
+    image: npt.NDArray[np.uint8],
+    cancel: threading.Event,
+    watch: Watch,
+    hooks: StreamHooks | None,
+    *,
+    uploaded: bool,
+) -> CompareResponse:
+    """Admit the comparison, run it in a thread, and answer it once ``watch`` has seen it end."""
     settings = state.settings
-    cancel = threading.Event()
     # One comparison at a time per server: two at once would time each other, not the models.
-    async with state.comparisons.admit(cancel):
+    async with state.comparisons.admit(cancel, hooks.on_queued if hooks else None):
+        if hooks is not None:
+            hooks.on_started()
         work = asyncio.ensure_future(
             asyncio.to_thread(
                 run_comparison,
@@ -162,10 +218,11 @@ async def _compare(
                 budget_s=settings.compare_budget_s,
                 cancel=cancel,
                 duty=settings.compare_duty,
+                progress=hooks.on_progress if hooks else None,
             )
         )
         try:
-            return await _unless_abandoned(request, work, cancel)
+            return await watch(work, cancel)
         except ComparisonCancelled:
             if state.comparisons.closed:
                 raise not_ready("the service stopped this comparison on shutdown") from None
@@ -177,6 +234,14 @@ async def _compare(
             cancel.set()
             if not work.done():
                 await asyncio.wait({work})
+
+
+async def _until_done(
+    work: asyncio.Future[CompareResponse], cancel: threading.Event
+) -> CompareResponse:
+    """``work``'s answer; the stream sets ``cancel`` itself when its client hangs up."""
+    await asyncio.wait({work})
+    return work.result()
 
 
 async def _unless_abandoned(
@@ -191,17 +256,17 @@ async def _unless_abandoned(
     return work.result()
 
 
-@router.get("", response_model=CompareResponse, responses=COMPARE_ERRORS)
-async def compare_synthetic(request: Request, state: StateDep, query: QueryDep) -> CompareResponse:
+@router.get("", response_model=CompareResponse, responses=COMPARE_RESPONSES)
+async def compare_synthetic(request: Request, state: StateDep, query: QueryDep) -> CompareAnswer:
     """Time the models side by side on a fixed synthetic image."""
     entries = _select(state, query.models)
     return await _compare(request, state, entries, query, synthetic_image(), uploaded=False)
 
 
 @router.post(
-    "", response_model=CompareResponse, responses=COMPARE_ERRORS, openapi_extra=UPLOAD_BODY
+    "", response_model=CompareResponse, responses=COMPARE_RESPONSES, openapi_extra=UPLOAD_BODY
 )
-async def compare_upload(request: Request, state: StateDep, query: QueryDep) -> CompareResponse:
+async def compare_upload(request: Request, state: StateDep, query: QueryDep) -> CompareAnswer:
     """Time the models side by side on your image, with each model's prediction."""
     entries = _select(state, query.models)
     data = await read_one_image(request)

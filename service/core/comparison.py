@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -28,7 +31,7 @@ from sepconv_contract.schemas import (
     CompareSummary,
 )
 from service.core.engines import Engine, Probabilities
-from service.core.latency import images_per_second, latency_stats, run_rounds
+from service.core.latency import Rounds, images_per_second, latency_stats, run_rounds
 from service.core.registry import ModelEntry
 
 SYNTHETIC_SEED = 20260101
@@ -36,6 +39,18 @@ SYNTHETIC_SEED = 20260101
 
 class ComparisonCancelled(Exception):
     """The cancellation flag was set before the comparison finished: it has no answer."""
+
+
+@dataclass(frozen=True)
+class ComparisonProgress:
+    """How far a running comparison has got, reported after each complete round."""
+
+    phase: Literal["warmup", "timing"]
+    warmup_done: int
+    rounds_done: int
+
+
+ProgressReport = Callable[[ComparisonProgress], None]
 
 
 def synthetic_image() -> npt.NDArray[np.uint8]:
@@ -61,12 +76,14 @@ def run_comparison(
     budget_s: float = math.inf,
     cancel: threading.Event | None = None,
     duty: float = 1.0,
+    progress: ProgressReport | None = None,
 ) -> CompareResponse:
     """Time every (model, runtime) ``repeats`` times, interleaved, on ``batch_size`` copies.
 
     ``budget_s`` bounds the whole run, warm-up and every runtime included. ``cancel`` is
     checked between engine calls; once set, the run stops and raises ``ComparisonCancelled``.
     ``duty`` is the most of the wall time it keeps an engine busy (see ``run_rounds``).
+    ``progress``, called from this thread after each complete round, sees how far it has got.
     """
     batch = np.repeat(image[np.newaxis].astype(np.float32), batch_size, axis=0)
     several_runtimes = len({engine.runtime for _, engine in engines}) > 1
@@ -84,13 +101,14 @@ def run_comparison(
 
     # A wall-time budget bounds one comparison (and so the wait of the next one in line):
     # 1000 rounds of batch 256 on the regular model would otherwise hold both cores for minutes.
-    rounds = run_rounds(
+    rounds = _timed_rounds(
         [caller(key, engine) for key, (_, engine) in zip(keys, engines, strict=True)],
-        max_rounds=repeats,
+        repeats=repeats,
+        warmup=warmup,
         budget_s=budget_s,
-        warmup_rounds=warmup,
-        cancel=cancel,
+        cancel=cancel or threading.Event(),
         duty=duty,
+        progress=progress,
     )
     if rounds.cancelled:
         raise ComparisonCancelled(f"cancelled after {len(rounds.samples[0])} timed rounds")
@@ -155,6 +173,63 @@ def run_comparison(
                 fastest_p50=fastest_p50,
             ),
         ),
+    )
+
+
+def _timed_rounds(
+    calls: Sequence[Callable[[], None]],
+    *,
+    repeats: int,
+    warmup: int,
+    budget_s: float,
+    cancel: threading.Event,
+    duty: float,
+    progress: ProgressReport | None,
+) -> Rounds:
+    """``run_rounds`` with a report after every round: warm-up and timing run as two loops,
+    so that each report knows its phase even when the budget cuts the warm-up short."""
+    started = time.perf_counter()
+    phase: Literal["warmup", "timing"] = "warmup"
+    done = {"warmup": 0, "timing": 0}
+    calls_in_phase = 0
+    last_busy_s = 0.0
+
+    def reporting(call: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            nonlocal calls_in_phase, last_busy_s
+            began = time.perf_counter()
+            call()
+            last_busy_s = time.perf_counter() - began
+            calls_in_phase += 1
+            if calls_in_phase % len(calls) == 0:
+                done[phase] = calls_in_phase // len(calls)
+                if progress is not None:
+                    progress(ComparisonProgress(phase, done["warmup"], done["timing"]))
+
+        return run
+
+    wrapped = [reporting(call) for call in calls]
+    warm = run_rounds(
+        wrapped, max_rounds=0, budget_s=budget_s, warmup_rounds=warmup, cancel=cancel, duty=duty
+    )
+    phase, calls_in_phase = "timing", 0
+    # The rest the last warm-up call earned, which the first loop leaves owed at its end.
+    remaining_s = budget_s - (time.perf_counter() - started)
+    if warm.warmup_rounds and not cancel.is_set():
+        cancel.wait(max(0.0, min(last_busy_s * (1.0 - duty) / duty, remaining_s)))
+    timed = run_rounds(
+        wrapped,
+        max_rounds=repeats,
+        budget_s=max(0.0, budget_s - (time.perf_counter() - started)),
+        cancel=cancel,
+        duty=duty,
+    )
+    return Rounds(
+        samples=timed.samples,
+        warmup_rounds=warm.warmup_rounds,
+        stopped_at_budget=warm.stopped_at_budget or timed.stopped_at_budget,
+        cancelled=cancel.is_set(),
+        elapsed_s=time.perf_counter() - started,
     )
 
 

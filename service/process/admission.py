@@ -13,6 +13,9 @@ file holds the running comparison's deadline, from which the Retry-After is take
 
 ``flock`` locks belong to an open file description, so each admission opens the files afresh:
 two admissions of one process exclude each other just as two processes do.
+
+A caller that wants to tell its client it is queued passes ``on_queued``: it is called once the
+request has its ticket and starts to wait, with what the wait may come to.
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from service.errors import ApiError, comparison_busy, not_ready
+from service.errors import ApiError, client_closed_request, comparison_busy, not_ready
 
 LOCK_FILE = "compare.lock"
 TICKET_FILE = "compare-waiting-{}.lock"
@@ -47,6 +51,16 @@ def _try_lock(fd: int) -> bool:
     except BlockingIOError:
         return False
     return True
+
+
+@dataclass(frozen=True)
+class Queued:
+    """A request waiting behind the running comparison, and how long that may take."""
+
+    running_ends_in_s: int
+    """Whole seconds until the running comparison's budget ends, at the latest."""
+    wait_at_most_s: float
+    """How long this request may wait before it is answered 503 OVERLOADED."""
 
 
 class ComparisonGate:
@@ -82,14 +96,19 @@ class ComparisonGate:
         return self._private
 
     @contextlib.asynccontextmanager
-    async def admit(self, cancel: threading.Event) -> AsyncIterator[None]:
-        """Hold the slot for one comparison whose flag is ``cancel``, or raise a 503."""
+    async def admit(
+        self, cancel: threading.Event, on_queued: Callable[[Queued], None] | None = None
+    ) -> AsyncIterator[None]:
+        """Hold the slot for one comparison whose flag is ``cancel``, or raise a 503.
+
+        A flag set while queued gives the place up (499: only a client that left sets it).
+        """
         if self.closed:
             raise self._stopping()
         lock = _open(self.folder / LOCK_FILE)
         try:
             if not _try_lock(lock):
-                await self._wait_for(lock)
+                await self._wait_for(lock, cancel, on_queued)
             self._write_deadline(lock)
             self.running.add(cancel)
             try:
@@ -113,16 +132,25 @@ class ComparisonGate:
             shutil.rmtree(self._private, ignore_errors=True)
             self._private = None
 
-    async def _wait_for(self, lock: int) -> None:
+    async def _wait_for(
+        self,
+        lock: int,
+        cancel: threading.Event,
+        on_queued: Callable[[Queued], None] | None,
+    ) -> None:
         ticket = self._take_ticket()
         if ticket is None:
             raise comparison_busy(self._retry_after(lock), waited_s=None, waiting=self.max_waiting)
         try:
             deadline = time.monotonic() + self.wait_s
+            if on_queued is not None:
+                on_queued(Queued(self._retry_after(lock), self.wait_s))
             while True:
                 await asyncio.sleep(POLL_S)
                 if self.closed:
                     raise self._stopping()
+                if cancel.is_set():
+                    raise client_closed_request()
                 if _try_lock(lock):
                     return
                 if time.monotonic() >= deadline:

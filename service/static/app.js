@@ -1,6 +1,7 @@
 // Entry point: accessible tabs; each view fetches its data when it is shown.
 
-import { loadHistories, setUpCompare } from "./compare.js";
+import { setUpCompare } from "./compare.js";
+import { loadHistories } from "./history.js";
 import { loadModels } from "./models.js";
 import { setUpPredict } from "./predict.js";
 import { showError } from "./ui.js";
@@ -16,7 +17,7 @@ async function load(panel) {
   if (panel === "panel-compare" && !historiesLoaded) {
     historiesLoaded = true;
     try {
-      await loadHistories((await loadModels()).map((m) => m.name));
+      await loadHistories(await loadModels());
     } catch (error) {
       historiesLoaded = false;
       throw error;
@@ -33,9 +34,12 @@ function select(tab, { focus = true } = {}) {
   }
   if (focus) tab.focus();
   const panel = tab.getAttribute("aria-controls");
+  // replaceState fires no hashchange, so selecting never loops back through the listener.
   history.replaceState(null, "", `#${panel.replace("panel-", "")}`);
   load(panel).catch(showError);
 }
+
+const tabOf = (hash) => tabs.find((tab) => tab.id === `tab-${hash.slice(1)}`);
 
 document.querySelector('[role="tablist"]').addEventListener("keydown", (event) => {
   const index = tabs.indexOf(document.activeElement);
@@ -51,6 +55,11 @@ document.querySelector('[role="tablist"]').addEventListener("keydown", (event) =
   select(tabs[next]);
 });
 tabs.forEach((tab) => tab.addEventListener("click", () => select(tab)));
+// A link to #compare (or #models) on an open page switches to that view.
+window.addEventListener("hashchange", () => {
+  const tab = tabOf(location.hash);
+  if (tab && tab.getAttribute("aria-selected") !== "true") select(tab);
+});
 
 setUpPredict({
   onImage: (file) => {
@@ -60,5 +69,4 @@ setUpPredict({
 });
 setUpCompare({ chosenImage: () => chosenImage });
 
-const initial = tabs.find((tab) => tab.id === `tab-${location.hash.slice(1)}`) ?? tabs[0];
-select(initial, { focus: false });
+select(tabOf(location.hash) ?? tabs[0], { focus: false });

@@ -55,45 +55,72 @@ export function latencyChart(entries, width = 560) {
   rows);
 }
 
-export function historyChart(epochs, index = 0, width = 360, height = 230) {
-  const [left, right, top, bottom] = [44, 12, 12, 62];
-  const last = Math.max(epochs.length, 2);
-  // Position by index, not epoch number, so a history that starts mid-run still fills the axis.
-  const x = (index) => left + ((width - left - right) * index) / (last - 1);
-  const y = (accuracy) => top + (height - top - bottom) * (1 - accuracy);
-  const series = [
+// Both models' accuracy per epoch on one chart: training solid, validation dashed, each model
+// in its colour, and a ring with a dotted line on the epoch whose weights were kept.
+export function historyChart(models, width = 720, height = 300) {
+  const [left, right, top, bottom] = [44, 16, 14, 56 + 18 * models.length];
+  const plotBottom = height - bottom;
+  const lastEpoch = Math.max(2, ...models.flatMap((m) => m.epochs.map((e, i) => e.epoch ?? i + 1)));
+  const x = (epoch) => left + ((width - left - right) * (epoch - 1)) / (lastEpoch - 1);
+  const y = (accuracy) => top + (plotBottom - top) * (1 - accuracy);
+  const kinds = [
     { key: "accuracy", name: "training", class: "train" },
     { key: "val_accuracy", name: "validation", class: "validation" },
   ];
-  const step = Math.ceil(epochs.length / 8);
+  const step = Math.ceil(lastEpoch / 10);
 
   const yTicks = [0, 0.25, 0.5, 0.75, 1].map((a) =>
     s("g", { class: "tick" },
       s("line", { x1: left, x2: width - right, y1: y(a), y2: y(a) }),
       s("text", { x: left - 6, y: y(a) + 4, "text-anchor": "end" }, formatPercent(a, 0))));
-  const xTicks = epochs
-    .map((e, i) => [e, i])
-    .filter(([, i]) => i % step === 0)
-    .map(([e, i]) => s("text", { class: "tick", x: x(i), y: height - bottom + 16, "text-anchor": "middle" }, String(e.epoch ?? i + 1)));
-  const lines = series.map((line) => {
-    const points = epochs.map((e, i) => [i, e.epoch ?? i + 1, e[line.key]])
-      .filter(([, , value]) => typeof value === "number");
-    return s("g", { class: `line ${line.class}` },
-      s("polyline", { points: points.map(([i, , v]) => `${x(i)},${y(v)}`).join(" ") }),
-      points.map(([i, epoch, v]) => s("circle", { cx: x(i), cy: y(v), r: 2.5 },
-        s("title", {}, `epoch ${epoch}, ${line.name} accuracy ${formatPercent(v)}`))));
+  const xTicks = Array.from({ length: lastEpoch }, (_, i) => i + 1)
+    .filter((epoch) => (epoch - 1) % step === 0 || epoch === lastEpoch)
+    .map((epoch) => s("text", { class: "tick", x: x(epoch), y: plotBottom + 16, "text-anchor": "middle" }, String(epoch)));
+
+  const series = models.map((model) => {
+    const lines = kinds.map((kind) => {
+      const points = model.epochs.map((e, i) => [e.epoch ?? i + 1, e[kind.key]])
+        .filter(([, value]) => typeof value === "number");
+      return s("g", { class: `line ${kind.class}` },
+        s("polyline", { points: points.map(([epoch, v]) => `${x(epoch)},${y(v)}`).join(" ") }),
+        points.map(([epoch, v]) => s("circle", { cx: x(epoch), cy: y(v), r: 2.5 },
+          s("title", {}, `${model.name}, epoch ${epoch}: ${kind.name} accuracy ${formatPercent(v)}`))));
+    });
+    const kept = model.epochs.find((e, i) => (e.epoch ?? i + 1) === model.restoredEpoch);
+    const marker = kept && typeof kept.val_accuracy === "number"
+      ? s("g", { class: "restored", "data-epoch": model.restoredEpoch },
+        s("line", { x1: x(model.restoredEpoch), x2: x(model.restoredEpoch), y1: top, y2: plotBottom }),
+        s("circle", { cx: x(model.restoredEpoch), cy: y(kept.val_accuracy), r: 6 },
+          s("title", {}, `${model.name}: the weights of epoch ${model.restoredEpoch} were kept ` +
+            `(validation accuracy ${formatPercent(kept.val_accuracy)})`)))
+      : null;
+    return s("g", { class: `series series-${model.index}`, "data-model": model.name }, lines, marker);
   });
-  const legend = series.map((line, i) =>
-    s("g", { class: `line ${line.class}`, transform: `translate(${left + i * 110}, ${height - 6})` },
-      s("line", { x1: 0, x2: 22, y1: -4, y2: -4 }),
-      s("text", { x: 28, y: 0 }, `${line.name}`)));
-  const final = epochs[epochs.length - 1];
+
+  // One legend row per model: its name, then its two lines and its kept epoch.
+  const legend = models.map((model, row) =>
+    s("g", { class: `series series-${model.index}`, transform: `translate(${left}, ${plotBottom + 50 + 18 * row})` },
+      s("text", { x: 0, y: 0, class: "name" }, model.name),
+      kinds.map((kind, i) => s("g", { class: `line ${kind.class}`, transform: `translate(${90 + i * 110}, 0)` },
+        s("line", { x1: 0, x2: 22, y1: -4, y2: -4 }),
+        s("text", { x: 28, y: 0 }, kind.name))),
+      model.restoredEpoch
+        ? s("g", { class: "restored", transform: "translate(320, 0)" },
+          s("circle", { cx: 6, cy: -4, r: 5 }),
+          s("text", { x: 16, y: 0 }, `kept epoch ${model.restoredEpoch}`))
+        : null));
+
+  const description = models.map((m) => {
+    const final = m.epochs[m.epochs.length - 1];
+    const kept = m.restoredEpoch ? `, weights of epoch ${m.restoredEpoch} kept` : "";
+    return `${m.name}: ${m.epochs.length} epochs, last validation accuracy ` +
+      `${formatPercent(final.val_accuracy ?? 0)}${kept}`;
+  }).join("; ");
   return s("svg", {
-    viewBox: `0 0 ${width} ${height}`, class: `history-chart series-${index}`, role: "img",
-    "aria-label": `Accuracy per epoch over ${epochs.length} epochs; last epoch: training ` +
-      `${formatPercent(final.accuracy ?? 0)}, validation ${formatPercent(final.val_accuracy ?? 0)}`,
+    viewBox: `0 0 ${width} ${height}`, class: "history-chart", role: "img",
+    "aria-label": `Training and validation accuracy per epoch. ${description}`,
   },
   yTicks, xTicks,
-  s("text", { class: "axis-title", x: (left + width - right) / 2, y: height - bottom + 32, "text-anchor": "middle" }, "epoch"),
-  lines, legend);
+  s("text", { class: "axis-title", x: (left + width - right) / 2, y: plotBottom + 30, "text-anchor": "middle" }, "epoch"),
+  series, legend);
 }

@@ -1,7 +1,8 @@
-// Predict view: pick, drop or paste an image, then show both models' answers side by side.
+// Predict view: pick, drop or paste an image, or press an example, then show both models'
+// answers side by side.
 
 import { requestJson, uploadForm } from "./api.js";
-import { formatMs, formatPercent, h, whileBusy } from "./ui.js";
+import { formatMs, formatPercent, h, showError, whileBusy } from "./ui.js";
 
 const TOP_K = 5;
 let originalUrl = null;
@@ -11,14 +12,38 @@ export function setUpPredict({ onImage }) {
   const input = document.getElementById("file-input");
   const dropzone = document.getElementById("dropzone");
 
-  const classify = (file) => {
+  const examples = [...document.querySelectorAll("#examples button")];
+  const classify = async (file, source = "") => {
     // One request at a time: a drop or paste during a prediction would race its answer.
     if (!file || panel.hasAttribute("aria-busy")) return;
     onImage(file);
-    whileBusy(panel, [input], () => predict(file));
+    const shown = await whileBusy(panel, [input, ...examples], () => predict(file, source));
+    // The control that started it is disabled meanwhile, which drops focus to <body>: put it
+    // on the answer, or on the error that took its place.
+    document.getElementById(shown ? "predict-heading" : "alert").focus();
   };
 
+  for (const button of examples) {
+    button.addEventListener("click", async () => {
+      const src = button.dataset.src;
+      const name = src.split("/").pop();
+      let file;
+      try {
+        const response = await fetch(src);
+        if (!response.ok) throw new Error(`the example ${name} is missing (HTTP ${response.status})`);
+        const blob = await response.blob();
+        file = new File([blob], name, { type: blob.type });
+      } catch (error) {
+        showError(error);
+        document.getElementById("alert").focus();
+        return;
+      }
+      classify(file, `(example: ${name})`);
+    });
+  }
+
   input.addEventListener("change", () => classify(input.files[0]));
+  listClasses();
   dropzone.addEventListener("dragover", (event) => {
     event.preventDefault();
     dropzone.classList.add("dragging");
@@ -36,7 +61,7 @@ export function setUpPredict({ onImage }) {
   });
 }
 
-async function predict(file) {
+async function predict(file, source) {
   const results = document.getElementById("predict-results");
   results.hidden = true;
   const body = await requestJson(`/predict?top_k=${TOP_K}&preview=true`, {
@@ -58,7 +83,9 @@ async function predict(file) {
     : `Models disagree: ${body.predictions.map((p) => `${p.model} says ${p.label}`).join(", ")}`;
 
   document.getElementById("prediction-cards").replaceChildren(...body.predictions.map(card));
+  document.getElementById("predict-source").textContent = source || `(${file.name || "pasted image"})`;
   results.hidden = false;
+  return true;
 }
 
 function card(prediction) {
@@ -85,4 +112,15 @@ function fill(probability) {
   const bar = h("span", { class: "bar-fill" });
   bar.style.setProperty("width", formatPercent(probability, 2));
   return bar;
+}
+
+// The classes the models answer, from GET /models (the page's copy stands until it answers).
+async function listClasses() {
+  try {
+    const { models } = await requestJson("/models");
+    const classes = models.find((m) => m.classes?.length)?.classes;
+    if (classes) document.getElementById("class-names").textContent = classes.join(", ");
+  } catch {
+    // The page's own list (CIFAR-10's) stays; the views report the service's errors.
+  }
 }

@@ -55,25 +55,35 @@ def png_bytes(path: Path, width: int = 48, height: int = 40) -> bytes:
     return path.read_bytes()
 
 
-@pytest.fixture(scope="module")
-def model_dir(exported_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The test SavedModels, with a training history shipped for the regular model only."""
+# Epochs of each shipped history, and the one of lowest validation loss (the weights kept).
+HISTORIES = {"regular": (5, 4), "separable": (4, 3)}
+
+
+def ship_histories(root: Path) -> None:
+    """A training history for each model, its validation loss lowest at its kept epoch."""
     from training.history import write_history
 
+    for offset, (name, (count, kept)) in enumerate(HISTORIES.items()):
+        epochs = [
+            {
+                "epoch": n,
+                "loss": 2.0 / n,
+                "accuracy": 0.3 + 0.1 * n - 0.05 * offset,
+                "val_loss": 1.0 + abs(n - kept) * 0.2,
+                "val_accuracy": 0.28 + 0.09 * min(n, kept) - 0.05 * offset,
+                "seconds": 12.5,
+            }
+            for n in range(1, count + 1)
+        ]
+        write_history(root / name / "1" / "history.json", name, epochs)
+
+
+@pytest.fixture(scope="module")
+def model_dir(exported_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test SavedModels, each with a training history."""
     root = tmp_path_factory.mktemp("web-models")
     shutil.copytree(exported_models, root, dirs_exist_ok=True)
-    epochs = [
-        {
-            "epoch": n,
-            "loss": 2.0 / n,
-            "accuracy": 0.3 + 0.1 * n,
-            "val_loss": 2.2 / n,
-            "val_accuracy": 0.28 + 0.09 * n,
-            "seconds": 12.5,
-        }
-        for n in range(1, 6)
-    ]
-    write_history(root / "regular" / "1" / "history.json", "regular", epochs)
+    ship_histories(root)
     return root
 
 
@@ -144,6 +154,8 @@ def test_web_page_predict_shows_both_models_as_the_api_answers(
 
     page.set_input_files("#file-input", str(image))
 
+    # The input is disabled while it classifies; the focus lands on the answer, not <body>.
+    expect(page.locator("#predict-heading")).to_be_focused()
     for prediction in api["predictions"]:
         card = page.locator(f'[data-model="{prediction["model"]}"]')
         expect(card.locator(".label")).to_have_text(prediction["label"])
@@ -178,11 +190,17 @@ def test_web_page_compare_draws_latency_chart_and_numbers(page: Page) -> None:
     expect(page.locator("#compare-summary")).to_contain_text(re.compile(r"\d+\.\dx faster at p50"))
     expect(page.locator("#compare-summary")).to_contain_text("5 timed runs of batch size 2")
 
-    # regular ships a history, separable does not: one chart, one graceful message.
-    expect(page.locator('#history-charts [data-model="regular"] svg polyline')).to_have_count(2)
-    expect(page.locator('#history-charts [data-model="separable"]')).to_contain_text(
-        "No training history"
-    )
+    # Both histories on one chart, training and validation each, the kept epoch ringed.
+    chart = page.locator("#history-chart svg")
+    expect(chart).to_have_count(1)
+    for model, (count, kept) in HISTORIES.items():
+        series = chart.locator(f'g.series[data-model="{model}"]').first
+        expect(series.locator("polyline")).to_have_count(2)
+        expect(series.locator("g.train circle")).to_have_count(count)
+        expect(series.locator(".restored")).to_have_attribute("data-epoch", str(kept))
+        expect(page.locator("#history-chart figcaption")).to_contain_text(
+            f"{model} ships the weights of epoch {kept}"
+        )
     expect(page.locator("#alert")).to_be_empty()
     assert_not_busy(page)
     screenshot(page, "compare.png")
@@ -206,6 +224,7 @@ def test_web_page_rejected_upload_shows_the_api_error(
     expect(alert).to_contain_text(api.json()["error"]["code"])
     expect(page.locator("#predict-results")).to_be_hidden()
     expect(page.locator("#file-input")).to_be_enabled()
+    expect(alert).to_be_focused()  # the error, not <body>, holds the focus
     assert_not_busy(page)
     screenshot(page, "error.png")
 
@@ -305,3 +324,94 @@ def test_web_page_narrow_window_stacks_both_cards(
     screenshot(page, "predict-narrow.png")
     page.context.close()
     assert script_errors == []
+
+
+# One-click examples, the classes, the file picker, hash links, the phone layout
+
+
+def test_web_page_example_button_classifies_the_shipped_image(page: Page, base_url: str) -> None:
+    classes = httpx.get(f"{base_url}/models").json()["models"][0]["classes"]
+    rocket = httpx.get(f"{base_url}/static/examples/rocket.jpg")
+    assert rocket.status_code == 200 and rocket.headers["content-type"] == "image/jpeg"
+    api = httpx.post(
+        f"{base_url}/predict", files={"file": ("rocket.jpg", rocket.content, "image/jpeg")}
+    ).json()
+
+    expect(page.locator("#class-names")).to_have_text(", ".join(classes))
+    expect(page.locator("#classes")).to_contain_text("Any image gets one of them")
+    expect(page.locator("#examples button")).to_have_count(4)
+    page.get_by_role("button", name="a rocket").click()
+
+    expect(page.locator("#predict-source")).to_have_text("(example: rocket.jpg)")
+    for prediction in api["predictions"]:
+        card = page.locator(f'.card[data-model="{prediction["model"]}"]')
+        expect(card.locator(".label")).to_have_text(prediction["label"])
+        assert prediction["label"] in classes  # a rocket too gets one of the ten
+    expect(page.locator("#predict-heading")).to_be_focused()
+    expect(page.locator("#image-info")).to_contain_text("256x171")
+    assert_not_busy(page)
+
+
+def test_web_page_file_picker_accepts_only_the_formats_the_service_decodes(page: Page) -> None:
+    from service.core.imaging import ALLOWED_FORMATS
+
+    accept = page.locator("#file-input").get_attribute("accept") or ""
+
+    assert sorted(accept.split(",")) == sorted(f"image/{f.lower()}" for f in ALLOWED_FORMATS)
+
+
+def test_web_page_hash_link_switches_views_on_an_open_page(page: Page) -> None:
+    expect(page.get_by_role("tab", name="Predict")).to_have_attribute("aria-selected", "true")
+
+    page.evaluate("location.hash = '#compare'")
+    expect(page.get_by_role("tab", name="Compare")).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#panel-compare")).to_be_visible()
+    expect(page.locator("#panel-predict")).to_be_hidden()
+
+    page.evaluate("location.hash = '#models'")
+    expect(page.locator("#models-table tbody tr")).to_have_count(len(MODELS))
+    page.go_back()  # history still leads back to the previous view
+    expect(page.get_by_role("tab", name="Compare")).to_have_attribute("aria-selected", "true")
+
+
+def test_web_page_models_table_on_a_phone_shows_accuracy_and_cues_the_scroll(
+    browser: Browser, base_url: str
+) -> None:
+    script_errors: list[str] = []
+    page = open_page(browser, base_url, script_errors, width=390, height=844)
+    page.get_by_role("tab", name="Models").click()
+
+    for model in MODELS:
+        row = page.locator(f'#models-table tr[data-model="{model}"]')
+        cell = row.locator('td[data-column^="test accuracy"]')
+        expect(cell).to_be_visible()
+        box = cell.bounding_box()
+        assert box is not None and box["x"] + box["width"] <= 390, box
+    scroller = page.locator("#models-scroll")
+    assert scroller.evaluate("(box) => box.scrollWidth > box.clientWidth"), "expected it to scroll"
+    expect(page.locator("#models-scroll-cue")).to_be_visible()
+    expect(scroller).to_have_class(re.compile(r"\boverflows\b"))
+    scroller.evaluate("(box) => box.scrollTo({ left: box.scrollWidth })")
+    expect(scroller).not_to_have_class(re.compile(r"\boverflows\b"))  # no shadow at the end
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    screenshot(page, "models-phone.png")
+    page.context.close()
+    assert script_errors == []
+
+
+def test_web_page_models_table_gives_each_artifact_its_size(page: Page, base_url: str) -> None:
+    models = httpx.get(f"{base_url}/models").json()["models"]
+    page.get_by_role("tab", name="Models").click()
+
+    for model in models:
+        row = page.locator(f'#models-table tr[data-model="{model["name"]}"]')
+        cell = row.locator('td[data-column="size"]')
+        artifacts = [r for r in model.get("runtimes") or [] if r.get("size_bytes") is not None]
+        if artifacts:  # the API lists each runtime's artifact: one line each
+            expect(cell.locator("li")).to_have_count(len(artifacts))
+            for artifact in artifacts:
+                expect(cell.locator(f'li[data-runtime="{artifact["runtime"]}"]')).to_contain_text(
+                    re.compile(r"\d (B|KiB|MiB|GiB)$")
+                )
+        else:  # only the folder's total: said to be the folder's
+            expect(cell).to_have_text(re.compile(r"^\d+(\.\d)? (B|KiB|MiB|GiB) \(folder\)$"))
