@@ -17,6 +17,7 @@ COMMAND_MODULES = {
     "train": "training.train",
     "evaluate": "training.evaluate",
     "export-onnx": "training.onnx_export",
+    "export": "training.runtime_export",
 }
 COMMANDS = tuple(COMMAND_MODULES)
 
@@ -24,6 +25,7 @@ COMMANDS = tuple(COMMAND_MODULES)
 def _run(command: str, argv: Sequence[str] | None) -> int:
     from training.data import DatasetError
     from training.history import RunNotFound
+    from training.output_dir import OutputDirError, check_training_outputs
 
     module = importlib.import_module(COMMAND_MODULES[command])
     parser = argparse.ArgumentParser(
@@ -33,8 +35,10 @@ def _run(command: str, argv: Sequence[str] | None) -> int:
     module.add_arguments(parser)
     args = parser.parse_args(argv)
     try:
+        if command == "train":  # before the data loads: a wrong uid fails in a second
+            check_training_outputs(args)
         return int(module.run(args))
-    except (DatasetError, RunNotFound) as error:
+    except (DatasetError, RunNotFound, OutputDirError) as error:
         print(f"sepconv-{command}: {error}", file=sys.stderr)
         return 2
 
@@ -54,10 +58,15 @@ def export_onnx_main(argv: Sequence[str] | None = None) -> int:
     return _run("export-onnx", argv)
 
 
+def export_main(argv: Sequence[str] | None = None) -> int:
+    """``sepconv-export``: every runtime's artifact beside each SavedModel, scored."""
+    return _run("export", argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m training train|evaluate|export-onnx [options]``."""
+    """``python -m training train|evaluate|export-onnx|export [options]``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in COMMANDS:
-        print("usage: python -m training {train,evaluate,export-onnx} [options]", file=sys.stderr)
+        print(f"usage: python -m training {{{','.join(COMMANDS)}}} [options]", file=sys.stderr)
         return 2
     return _run(argv[0], argv[1:])
