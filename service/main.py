@@ -6,15 +6,19 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from fastapi import FastAPI
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from service.api import compare, health, metrics, models, predict
 from service.api.error_handlers import install_error_handlers
+from service.api.oip import router as oip_router
 from service.core.decode_budget import DecodeBudget
 from service.core.engines import configure_tensorflow
 from service.core.inference import InferenceService
@@ -24,9 +28,12 @@ from service.edge.middleware import RequestContextMiddleware
 from service.process.metrics import ServiceMetrics
 from service.process.settings import Settings, get_settings
 from service.process.state import ServiceState
+from service.process.tracing import Tracing, start_tracing
 
 logger = logging.getLogger("sepconv.main")
 STATIC_DIR = Path(__file__).parent / "static"
+# Swagger UI and ReDoc, shipped with the app (static/vendor/README.md): /docs works offline.
+VENDOR_URL = "/static/vendor"
 
 
 async def _load_models(state: ServiceState) -> None:
@@ -66,6 +73,12 @@ async def _load_models(state: ServiceState) -> None:
             "failed": [e.name for e in state.registry.entries() if e.status == "failed"],
         },
     )
+    if state.registry.is_ready(settings.strict_readiness):
+        # The one line that says requests will be answered (uvicorn's "listening" says less).
+        host = f"[{settings.host}]" if ":" in settings.host else settings.host
+        # With several workers each says so once, naming itself.
+        worker = {"worker_pid": os.getpid()} if settings.workers > 1 else {}
+        logger.info(f"ready: http://{host}:{settings.port}", extra=worker)
 
 
 def _report_load_failure(state: ServiceState, task: asyncio.Task[None]) -> None:
@@ -102,13 +115,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.shield(loading), timeout=60)
         await state.inference.stop()
+        # Exports the spans still buffered (OTLP batches) before the process goes.
+        await asyncio.to_thread(state.inference.tracing.shutdown)
         state.metrics.close()
         state.comparisons.close()
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the service for ``settings`` (default: the ``SEPCONV_*`` environment)."""
+def create_app(settings: Settings | None = None, *, tracing: Tracing | None = None) -> FastAPI:
+    """Build the service for ``settings`` (default: the ``SEPCONV_*`` environment); ``tracing``
+    replaces the one ``settings.tracing`` asks for (a test's in-memory exporter)."""
     settings = settings or get_settings()
+    tracing = tracing if tracing is not None else start_tracing(settings)
     metrics_ = ServiceMetrics()
     registry = ModelRegistry(
         settings.model_dir,
@@ -122,7 +139,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings=settings,
         registry=registry,
         metrics=metrics_,
-        inference=InferenceService(registry, settings, metrics_),
+        inference=InferenceService(registry, settings, metrics_, tracing=tracing),
         decode_budget=DecodeBudget(
             settings.decode_memory_bytes,
             wait_s=settings.decode_wait_s,
@@ -134,6 +151,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Regular vs depthwise separable VGG classifiers for CIFAR-10, side by side.",
         lifespan=lifespan,
+        docs_url=None,  # served by _add_api_docs from the vendored assets
+        redoc_url=None,
     )
     app.state.sepconv = state
     install_error_handlers(app)
@@ -145,9 +164,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body_bytes=settings.max_upload_bytes,
         body_timeout_s=settings.body_timeout_s,
     )
-    for router in (predict.router, models.router, compare.router, health.router, metrics.router):
+    if settings.cors_origin_list:
+        # Outside the request context: a preflight is answered before any limit or route, and
+        # every answer (the fast path's, the error envelopes) carries the CORS headers.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+            max_age=600,
+        )
+    tracing.instrument(app)  # outside every middleware, so the fast path is traced too
+    for router in (
+        predict.router,
+        models.router,
+        compare.router,
+        health.router,
+        metrics.router,
+        oip_router,
+    ):
         app.include_router(router)
 
+    _add_api_docs(app)
     if (STATIC_DIR / "index.html").is_file():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
@@ -161,6 +200,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return RedirectResponse("/docs")
 
     return app
+
+
+def _add_api_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc from the vendored files, never from a CDN."""
+    app.mount(VENDOR_URL, StaticFiles(directory=STATIC_DIR / "vendor"), name="vendor")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}{VENDOR_URL}/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{VENDOR_URL}/swagger-ui/swagger-ui.css",
+            swagger_favicon_url=f"{root}{VENDOR_URL}/swagger-ui/favicon-32x32.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_redoc_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{root}{VENDOR_URL}/redoc/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{VENDOR_URL}/swagger-ui/favicon-32x32.png",
+            with_google_fonts=False,
+        )
 
 
 # The default app for ``uvicorn service.main:app``: settings from the SEPCONV_* environment.

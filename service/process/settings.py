@@ -30,7 +30,7 @@ def default_max_connections() -> int:
 def _default_model_dir() -> Path:
     # An editable install or a source checkout serves the repository's committed models; an
     # installed wheel (or a container) looks in ./models relative to the working directory.
-    repository_models = Path(__file__).resolve().parent.parent / "models"
+    repository_models = Path(__file__).resolve().parents[2] / "models"
     return repository_models if repository_models.is_dir() else Path("models")
 
 
@@ -46,7 +46,9 @@ class Settings(BaseSettings):
         description="Model repository: <model_dir>/<name>/<version>/",
     )
     models: str = Field("", description="Comma-separated model names to load; empty = all found")
-    runtime: Literal["tensorflow", "onnxruntime"] = "tensorflow"
+    runtime: Literal["tensorflow", "onnxruntime", "onnxruntime-int8", "litert", "litert-int8"] = (
+        "tensorflow"
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -167,6 +169,18 @@ class Settings(BaseSettings):
         description="Comma-separated runtimes /compare may time each model on (tensorflow, "
         "onnxruntime), loaded at start-up; empty = only the serving runtime",
     )
+    tracing: Literal["off", "on"] = Field(
+        "off",
+        description="OpenTelemetry spans for each request, its decode, queue wait and engine "
+        "call (needs the tracing extra); exported by OTLP when OTEL_EXPORTER_OTLP_ENDPOINT "
+        "or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set. Off: nothing is imported",
+    )
+
+    cors_origins: str = Field(
+        "",
+        description="Comma-separated origins a browser app may call the API from, e.g. "
+        "https://app.example.com (or * for any); empty = no CORS headers at all",
+    )
 
     @field_validator("compare_runtimes")
     @classmethod
@@ -190,6 +204,11 @@ class Settings(BaseSettings):
     def compare_runtime_list(self) -> list[str]:
         """The runtimes /compare may use: the serving runtime first, then the configured ones."""
         return list(dict.fromkeys([self.runtime, *_split(self.compare_runtimes)]))
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        """The origins CORS allows, in order; empty when cross-origin calls are not allowed."""
+        return _split(self.cors_origins)
 
     @property
     def model_names(self) -> list[str] | None:

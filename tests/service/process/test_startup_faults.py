@@ -132,9 +132,15 @@ def test_relaxed_readiness_is_ready_with_one_model(exported_models: Path, tmp_pa
     model_dir = broken_model_dir(exported_models, tmp_path, "truncated saved_model.pb")
     settings = Settings(model_dir=model_dir, warmup_runs=1, strict_readiness=False)
     with TestClient(create_app(settings)) as client:
-        body = wait_until_loaded(client)
+        wait_until_loaded(client)
+        # Loaded is not yet ready: the loaded model's batcher starts a moment later.
+        deadline = time.monotonic() + 10
         ready = client.get("/health/ready")
+        while ready.status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            ready = client.get("/health/ready")
         assert ready.status_code == 200, ready.text
+        body = ready.json()
         assert body["status"] == "ready"
         assert body["models"]["separable"]["status"] == "ready"
         assert body["models"]["regular"]["status"] == "failed"
