@@ -33,6 +33,19 @@ class ApiError(Exception):
         self.details = details
 
 
+def in_file(error: ApiError, index: int, name: str | None) -> ApiError:
+    """``error``, about the ``index``-th file of a batch (from 0), named as the client named it."""
+    label = f"file {index}" + (f" ({name!r})" if name else "")
+    details = {**(error.details or {}), "file": {"index": index, "name": name}}
+    return ApiError(
+        error.status_code,
+        error.code,
+        f"{label}: {error.message}",
+        headers=error.headers,
+        details=details,
+    )
+
+
 def _retry_after(seconds: int) -> dict[str, str]:
     return {"Retry-After": str(seconds)}
 

@@ -14,6 +14,7 @@ from service.api.openapi import BATCH_BODY, ERRORS, IMAGE_BODY
 from service.core.prediction import answer_response, classify, decode_upload
 from service.edge.queries import MODEL, PREVIEW, RUNTIME, TOP_K, PredictQuery
 from service.edge.uploads import read_images, read_one_image
+from service.errors import ApiError, in_file
 
 router = APIRouter(prefix="/predict", tags=["predict"])
 
@@ -70,16 +71,20 @@ async def predict_batch(request: Request, state: StateDep, query: QueryDep) -> B
     entries = state.inference.select(query.model, query.runtime)
     limit = state.settings.max_batch_files
     images = await read_images(request, field="files", max_files=limit)
-    decoded = [
-        await decode_upload(
-            data,
-            state.settings.max_image_pixels,
-            state.decode_budget,
-            request.receive,
-            tracing=state.inference.tracing,
-        )
-        for data in images
-    ]
+    decoded = []
+    for index, image in enumerate(images):
+        try:
+            decoded.append(
+                await decode_upload(
+                    image.data,
+                    state.settings.max_image_pixels,
+                    state.decode_budget,
+                    request.receive,
+                    tracing=state.inference.tracing,
+                )
+            )
+        except ApiError as error:  # which of up to 64 files was bad, as the client named it
+            raise in_file(error, index, image.name) from None
     # A batch is taken whole or refused whole (503) before any of it is queued.
     state.inference.ensure_capacity(entries, len(decoded))
     # All images go to the batchers at once, so they share engine calls.

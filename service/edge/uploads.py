@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect, Request
 
@@ -19,9 +21,19 @@ from service.errors import (
 # text field must not cost memory or time.
 MAX_FORM_FIELDS = 16
 MAX_PART_BYTES = 64 * 1024
+# Enough of a client's file name to recognise it in an error, never a whole header's worth.
+MAX_NAME_CHARS = 80
 
 
-async def _form_files(request: Request, field: str, max_files: int) -> list[bytes]:
+@dataclass(frozen=True)
+class UploadedImage:
+    """One uploaded file: its bytes and the name the client gave it (None for a raw body)."""
+
+    data: bytes
+    name: str | None = None
+
+
+async def _form_files(request: Request, field: str, max_files: int) -> list[UploadedImage]:
     try:
         # One file over the limit still parses, so the answer can name the real limit.
         form = await request.form(
@@ -44,12 +56,15 @@ async def _form_files(request: Request, field: str, max_files: int) -> list[byte
             )
         if len(uploads) > max_files:
             raise too_many_files(max_files)
-        return [await upload.read() for upload in uploads]
+        return [
+            UploadedImage(await upload.read(), (upload.filename or "")[:MAX_NAME_CHARS] or None)
+            for upload in uploads
+        ]
     finally:
         await form.close()
 
 
-async def read_images(request: Request, *, field: str, max_files: int) -> list[bytes]:
+async def read_images(request: Request, *, field: str, max_files: int) -> list[UploadedImage]:
     """The uploaded images' bytes, from multipart ``field`` or an ``image/*`` raw body."""
     content_type = media_type(request.headers.get("content-type", ""))
     if content_type == MULTIPART:
@@ -58,7 +73,7 @@ async def read_images(request: Request, *, field: str, max_files: int) -> list[b
         body = await request.body()
         if not body:
             raise empty_body()
-        return [body]
+        return [UploadedImage(body)]
     if not content_type:
         body = await request.body()
         if not body:
@@ -74,4 +89,4 @@ async def read_images(request: Request, *, field: str, max_files: int) -> list[b
 
 async def read_one_image(request: Request, field: str = "file") -> bytes:
     """Exactly one image; two files to a single-image endpoint are refused."""
-    return (await read_images(request, field=field, max_files=1))[0]
+    return (await read_images(request, field=field, max_files=1))[0].data

@@ -220,3 +220,32 @@ def test_predict_batch_over_64_files_is_too_many_files(client: TestClient) -> No
     error = response.json()["error"]
     assert error["code"] == "TOO_MANY_FILES"
     assert "64" in error["message"]
+
+
+def test_predict_batch_error_names_the_failing_file_by_index_and_name(
+    client: TestClient,
+) -> None:
+    good = image_bytes("PNG", seed=11, width=16, height=16)
+    files = [
+        ("files", ("first.png", good, "image/png")),
+        ("files", ("holiday.jpg", b"not an image at all", "image/jpeg")),
+        ("files", ("third.png", good, "image/png")),
+    ]
+
+    response = client.post("/predict/batch", files=files)
+
+    assert response.status_code in (400, 415), response.text
+    error = response.json()["error"]
+    assert error["message"].startswith("file 1 ('holiday.jpg'): ")
+    assert error["details"]["file"] == {"index": 1, "name": "holiday.jpg"}
+
+
+def test_predict_batch_error_of_a_raw_body_names_its_index_only(client: TestClient) -> None:
+    response = client.post(
+        "/predict/batch", content=b"\x89PNG broken", headers={"Content-Type": "image/png"}
+    )
+
+    assert response.status_code in (400, 415), response.text
+    error = response.json()["error"]
+    assert error["message"].startswith("file 0: ")
+    assert error["details"]["file"] == {"index": 0, "name": None}
