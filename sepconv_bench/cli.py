@@ -163,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     args.generator,
                 ).as_dict()
                 best = results["engine_best"].get(name)
-                load["share_of_engine"] = (load["requests_per_second"] / best) if best else 0.0
+                load["share_of_engine"] = (load["requests_per_second"] / best) if best else None
                 results["http"].append(load)
                 print(
                     f"  {name:<10} c={concurrency:<3} {load['requests_per_second']:8.1f} req/s"

@@ -7,21 +7,23 @@ from typing import Any
 
 
 def format_table(results: dict[str, Any]) -> str:
-    lines = [
-        "Engine (in process, no HTTP)",
-        f"{'model':<10} {'runtime':<12} {'batch':>5} {'p50 ms':>8} {'images/s':>10}",
-    ]
-    for row in results["engine"]:
-        lines.append(
-            f"{row['model']:<10} {row['runtime']:<12} {row['batch_size']:>5} "
-            f"{row['latency_ms_p50']:>8.2f} {row['images_per_second']:>10.1f}"
-        )
+    lines: list[str] = []
+    if results["engine"]:  # --skip-engine: no table rather than an empty one
+        lines += [
+            "Engine (in process, no HTTP)",
+            f"{'model':<10} {'runtime':<12} {'batch':>5} {'p50 ms':>8} {'images/s':>10}",
+        ]
+        for row in results["engine"]:
+            lines.append(
+                f"{row['model']:<10} {row['runtime']:<12} {row['batch_size']:>5} "
+                f"{row['latency_ms_p50']:>8.2f} {row['images_per_second']:>10.1f}"
+            )
+        lines.append("")
     workers = results.get("service", {}).get("workers")
     served_by = (
         f"{workers} server process{'es' if workers != 1 else ''}" if workers else "given service"
     )
     lines += [
-        "",
         f"HTTP ({served_by}; "
         f"{results['generator']}; ceiling {results['ceiling_rps']:.0f} req/s "
         "against GET /health/live)",
@@ -33,7 +35,7 @@ def format_table(results: dict[str, Any]) -> str:
             f"{row['target']:<10} {row['concurrency']:>5} "
             f"{row['requests_per_second']:>8.1f} {row['p50_ms']:>8.2f} "
             f"{row['p95_ms']:>8.2f} {row['p99_ms']:>8.2f} {row['non_200']:>8} "
-            f"{row['errors']:>7} {row.get('share_of_engine', 0):>8.0%}"
+            f"{row['errors']:>7} {_share(row.get('share_of_engine')):>9}"
         )
     if results.get("keras_predict_ms"):
         lines += ["", "model.predict() per request (the naive baseline), batch 1:"]
@@ -42,8 +44,14 @@ def format_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _share(share: float | None) -> str:
+    """Served rate as a share of the engine's best; "-" when the engine was not measured."""
+    return "-" if share is None else f"{share:.0%}"
+
+
 def draw_figure(results: dict[str, Any], path: Path) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -78,14 +86,24 @@ def draw_figure(results: dict[str, Any], path: Path) -> None:
                 color=colours.get(name),
                 label=f"{name} {key[:3]}",
             )
-    throughput.set_xscale("log", base=2)
+    # Concurrency levels as plain numbers (1, 8, 32), not 2^0..2^6; latency as 10, 100 ms.
+    plain = matplotlib.ticker.FuncFormatter(lambda value, _position: f"{value:g}")
+    levels = sorted({r["concurrency"] for r in results["http"]})
+    for axes in (throughput, latency):
+        axes.set_xscale("log", base=2)
+        axes.set_xticks(levels)
+        axes.xaxis.set_major_formatter(plain)
+        axes.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    latency.set_yscale("log")
+    # 1-2-5 steps: a span inside one decade (2 to 4 ms) still gets labelled ticks.
+    latency.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    latency.yaxis.set_major_formatter(plain)
+    latency.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     throughput.set_xlabel("concurrent clients")
     throughput.set_ylabel("requests (images) per second")
     throughput.set_title("Throughput of POST /predict?model=NAME")
     throughput.legend(fontsize=8)
     throughput.grid(alpha=0.3)
-    latency.set_xscale("log", base=2)
-    latency.set_yscale("log")
     latency.set_xlabel("concurrent clients")
     latency.set_ylabel("latency (ms)")
     latency.set_title("Latency percentiles")
