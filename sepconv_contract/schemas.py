@@ -142,15 +142,46 @@ class ComparePrediction(Schema):
     confidence: float
 
 
+class RuntimeAccuracy(Schema):
+    """What one runtime's artifact of a model scored on the test split when it was exported
+    (``metadata.json`` ``runtimes``): the accuracy this runtime serves, not the SavedModel's."""
+
+    test_accuracy: float | None = None
+    test_accuracy_interval: Interval | None = Field(
+        None, description="95% Wilson interval of the test accuracy"
+    )
+    test_images: int | None = None
+    agreement: float | None = Field(
+        None,
+        description="Share of the test images on which its top-1 class is the fp32 SavedModel's",
+    )
+
+
 class CompareEntry(Schema):
     model: str
     runtime: str
     parameters: int | None
     macs_per_image: int | None
-    test_accuracy: float | None
+    test_accuracy: float | None = Field(
+        description="The model's (fp32 SavedModel's) test accuracy; runtime_accuracy holds "
+        "this runtime's own"
+    )
     latency_ms: LatencyStats
-    images_per_second: float
+    images_per_second: float = Field(description="Images per second at the p50 latency")
     prediction: ComparePrediction | None
+    precision: Literal["float32", "int8"] | None = Field(
+        None, description="The runtime's arithmetic: int8 for the -int8 runtimes"
+    )
+    runtime_accuracy: RuntimeAccuracy | None = Field(
+        None,
+        description="This runtime's artifact's test accuracy, interval and agreement with the "
+        "fp32 SavedModel, as recorded at export; null when metadata.json has none for it",
+    )
+    speedup_over_tensorflow: float | None = Field(
+        None,
+        description="The same model's p50 on tensorflow divided by this one's (the 'x TF' "
+        "ratio); null unless tensorflow was timed in this comparison",
+    )
 
 
 class CompareAccuracy(Schema):
@@ -189,6 +220,54 @@ class CompareSummary(Schema):
     )
 
 
+class SeparableSpeedup(Schema):
+    """On one runtime: how much faster the separable network ran than the regular one, against
+    the multiply-adds it saves. An efficiency of 1 would turn every saved MAC into time saved."""
+
+    runtime: str
+    precision: Literal["float32", "int8"] | None = None
+    regular_model: str = Field(description="The regular network's model name")
+    separable_model: str = Field(description="The separable network's model name")
+    regular_p50_ms: float = Field(description="p50 latency per engine call")
+    separable_p50_ms: float = Field(description="p50 latency per engine call")
+    speedup: float | None = Field(
+        description="regular_p50_ms / separable_p50_ms (null if a p50 rounds to 0 ms)"
+    )
+    throughput_ratio: float | None = Field(
+        description="Separable images per second / regular images per second (both from the "
+        "p50, so equal to speedup up to rounding)"
+    )
+    mac_ratio: float | None = Field(
+        description="Regular multiply-adds per image / separable ones: the speed-up the "
+        "arithmetic allows; null when either model's metadata lacks macs_per_image"
+    )
+    depthwise_efficiency: float | None = Field(
+        description="speedup / mac_ratio: the share of the arithmetic's saving this runtime "
+        "turns into time"
+    )
+    accuracy_difference: float | None = Field(
+        None,
+        description="Separable's test accuracy minus regular's on this runtime's artifacts "
+        "(a fraction, unpaired); null unless both were recorded",
+    )
+
+
+class CompareMatrix(Schema):
+    """The comparison as a runtime x model grid, and what separable convolutions buy on each
+    runtime: ``models`` holds one entry per cell."""
+
+    models: list[str] = Field(description="The models timed, in the answer's order")
+    runtimes: list[str] = Field(description="The runtimes timed, in the answer's order")
+    mac_ratio: float | None = Field(
+        None, description="Regular multiply-adds per image / separable ones (about 8.35)"
+    )
+    separable_speedups: list[SeparableSpeedup] = Field(
+        default_factory=list,
+        description="One per runtime on which both the regular and the separable network "
+        "were timed, in runtimes' order",
+    )
+
+
 class CompareResponse(Schema):
     repeats: int = Field(description="Rounds timed (fewer than requested if the budget ran out)")
     requested_repeats: int
@@ -208,6 +287,11 @@ class CompareResponse(Schema):
     )
     elapsed_s: float | None = Field(
         None, description="Wall time of the comparison, warm-up included, queueing excluded"
+    )
+    matrix: CompareMatrix | None = Field(
+        None,
+        description="The runtime x model grid and, per runtime, the separable network's "
+        "speed-up over the regular one against its multiply-add ratio",
     )
 
 

@@ -22,6 +22,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import StreamingResponse
 
 from sepconv_contract.schemas import CompareResponse
+from service.api.compare_example import compare_example
 from service.api.compare_stream import (
     STREAM_RESPONSE,
     StreamHooks,
@@ -47,7 +48,14 @@ from service.errors import (
 router = APIRouter(prefix="/compare", tags=["compare"])
 
 COMPARE_RESPONSES = {
-    200: STREAM_RESPONSE,
+    # The plain answer's schema is the response model's; its example shows a runtime matrix.
+    200: {
+        **STREAM_RESPONSE,
+        "content": {
+            "application/json": {"example": compare_example()},
+            **STREAM_RESPONSE["content"],
+        },
+    },
     **ERRORS,
     **error_responses(
         {
@@ -76,9 +84,10 @@ RuntimesQuery = Annotated[
         max_length=128,
         pattern=rf"^ *{RUNTIME_NAMES} *(, *{RUNTIME_NAMES} *)*$",
         description="Comma-separated runtimes: " + ", ".join(RUNTIMES) + " (default: the "
-        "service's runtime); naming several puts each model's runtimes side by side. A "
-        "runtime other than the service's must be loaded at start-up: SEPCONV_COMPARE_RUNTIMES",
-        examples=["tensorflow", "onnxruntime", "tensorflow,onnxruntime"],
+        "service's runtime); naming several puts each model's runtimes side by side, and the "
+        "answer's matrix gives the separable network's speed-up on each. A runtime other than "
+        "the service's must be loaded at start-up: SEPCONV_COMPARE_RUNTIMES",
+        examples=["tensorflow", "onnxruntime", "tensorflow,onnxruntime-int8,litert-int8"],
     ),
 ]
 StreamQuery = Annotated[

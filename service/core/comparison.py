@@ -33,6 +33,12 @@ from sepconv_contract.schemas import (
 from service.core.engines import Engine, Probabilities
 from service.core.latency import Rounds, images_per_second, latency_stats, run_rounds
 from service.core.registry import ModelEntry
+from service.core.runtime_matrix import (
+    build_matrix,
+    over_tensorflow,
+    precision_of,
+    runtime_accuracy,
+)
 
 SYNTHETIC_SEED = 20260101
 
@@ -135,8 +141,11 @@ def run_comparison(
                 latency_ms=stats,
                 images_per_second=images_per_second(batch_size, stats),
                 prediction=prediction,
+                precision=precision_of(engine.runtime),
+                runtime_accuracy=runtime_accuracy(entry, engine.runtime),
             )
         )
+    results = over_tensorflow(results)
 
     order = sorted(range(len(results)), key=lambda i: results[i].latency_ms.p50)
     fastest, slowest = order[0], order[-1]
@@ -156,6 +165,7 @@ def run_comparison(
         warmup_done=rounds.warmup_rounds,
         stopped_at_budget=rounds.stopped_at_budget,
         elapsed_s=round(rounds.elapsed_s, 3),
+        matrix=build_matrix([entry for entry, _ in engines], results),
         summary=CompareSummary(
             fastest=keys[fastest],
             speedup=speedup,

@@ -4,6 +4,7 @@ import { setUpCompare } from "./compare.js";
 import { loadHistories } from "./history.js";
 import { loadModels } from "./models.js";
 import { setUpPredict } from "./predict.js";
+import { offerRuntimes } from "./runtimes.js";
 import { showError } from "./ui.js";
 
 const tabs = [...document.querySelectorAll('[role="tab"]')];
@@ -14,10 +15,14 @@ let historiesLoaded = false;
 // histories do not, so they are fetched once.
 async function load(panel) {
   if (panel === "panel-models") await loadModels();
-  if (panel === "panel-compare" && !historiesLoaded) {
+  if (panel === "panel-compare") {
+    // The runtimes offered follow the models' loaded ones, so they refresh on every visit too.
+    const models = await loadModels();
+    offerRuntimes(models);
+    if (historiesLoaded) return;
     historiesLoaded = true;
     try {
-      await loadHistories(await loadModels());
+      await loadHistories(models);
     } catch (error) {
       historiesLoaded = false;
       throw error;

@@ -1,6 +1,6 @@
 // Inline SVG charts drawn from API numbers: no chart library, so the page works offline.
 
-import { formatMs, formatPercent, s } from "./ui.js";
+import { formatMs, formatPercent, formatRatio, s } from "./ui.js";
 
 // Round axis steps (1, 2 or 5 times a power of ten) so tick labels read cleanly.
 function niceTicks(max, count = 5) {
@@ -13,6 +13,17 @@ function niceTicks(max, count = 5) {
   }
   return ticks;
 }
+
+// One colour per model (not per row), so a model keeps its colour on every runtime.
+const seriesIndex = (entries) => {
+  const models = [...new Set(entries.map((e) => e.model))];
+  return (entry) => models.indexOf(entry.model);
+};
+
+// "regular" alone, or "regular (onnxruntime)" when the entries span several runtimes.
+const entryName = (entries) => (new Set(entries.map((e) => e.runtime)).size > 1
+  ? (entry) => `${entry.model} (${entry.runtime})`
+  : (entry) => entry.model);
 
 export function latencyChart(entries, width = 560) {
   // Names sit above their rows rather than beside them, so a phone-wide chart keeps its plot.
@@ -28,13 +39,15 @@ export function latencyChart(entries, width = 560) {
       s("line", { x1: x(t), x2: x(t), y1: 8, y2: axisY }),
       s("text", { x: x(t), y: axisY + 16, "text-anchor": "middle" }, String(t))),
   );
+  const series = seriesIndex(entries);
+  const name = entryName(entries);
   const rows = entries.map((entry, index) => {
     const l = entry.latency_ms;
     const y = 16 + row * index + row / 2 + 8;
-    return s("g", { class: `series series-${index}`, "data-model": entry.model },
-      s("title", {}, `${entry.model}: min ${formatMs(l.min)}, p50 ${formatMs(l.p50)}, ` +
+    return s("g", { class: `series series-${series(entry)}`, "data-model": entry.model, "data-runtime": entry.runtime },
+      s("title", {}, `${name(entry)}: min ${formatMs(l.min)}, p50 ${formatMs(l.p50)}, ` +
         `p95 ${formatMs(l.p95)}, p99 ${formatMs(l.p99)}, max ${formatMs(l.max)}`),
-      s("text", { x: left, y: y - 16, class: "name" }, entry.model),
+      s("text", { x: left, y: y - 16, class: "name" }, name(entry)),
       s("line", { class: "whisker", x1: x(l.min), x2: x(l.max), y1: y, y2: y }),
       s("rect", { class: "box", x: x(l.p50), y: y - 8, width: Math.max(x(l.p99) - x(l.p50), 1), height: 16 }),
       ["p50", "p95", "p99"].map((key) =>
@@ -43,7 +56,7 @@ export function latencyChart(entries, width = 560) {
     );
   });
   const description = entries
-    .map((e) => `${e.model}: p50 ${formatMs(e.latency_ms.p50)}, p99 ${formatMs(e.latency_ms.p99)}`)
+    .map((e) => `${name(e)}: p50 ${formatMs(e.latency_ms.p50)}, p99 ${formatMs(e.latency_ms.p99)}`)
     .join("; ");
   return s("svg", {
     viewBox: `0 0 ${width} ${height}`, class: "latency-chart", role: "img",
@@ -53,6 +66,62 @@ export function latencyChart(entries, width = 560) {
   s("line", { class: "axis", x1: left, x2: width - right, y1: axisY, y2: axisY }),
   s("text", { class: "axis-title", x: (left + width - right) / 2, y: axisY + 34, "text-anchor": "middle" }, "latency (ms)"),
   rows);
+}
+
+// The separable network's speed-up over the regular one on each runtime, a bar each, against
+// the multiply-add ratio (a dashed line: the speed-up if every saved MAC saved its time), with
+// both networks' top-1 accuracy on that runtime beside the runtime's name.
+export function speedupChart(matrix, entries, width = 560) {
+  const [left, right, row, head] = [12, 100, 58, 24];
+  const rows = matrix.separable_speedups.filter((r) => typeof r.speedup === "number");
+  const macRatio = matrix.mac_ratio;
+  const height = head + row * rows.length + 40;
+  const ticks = niceTicks(Math.max(macRatio ?? 0, ...rows.map((r) => r.speedup)) || 1);
+  const top = ticks[ticks.length - 1];
+  const x = (ratio) => left + ((width - left - right) * ratio) / top;
+  const axisY = height - 40;
+  const accuracyOf = (model, runtime) =>
+    entries.find((e) => e.model === model && e.runtime === runtime)?.runtime_accuracy?.test_accuracy;
+  const top1 = (r) => {
+    const [separable, regular] = [accuracyOf(r.separable_model, r.runtime), accuracyOf(r.regular_model, r.runtime)];
+    return typeof separable === "number" && typeof regular === "number"
+      ? `top-1 ${formatPercent(separable)} vs ${formatPercent(regular)}` : "top-1 unknown";
+  };
+  const share = (r) => (typeof r.depthwise_efficiency === "number" ? ` (${formatPercent(r.depthwise_efficiency, 0)})` : "");
+
+  const grid = ticks.map((t) =>
+    s("g", { class: "tick" },
+      s("line", { x1: x(t), x2: x(t), y1: head, y2: axisY }),
+      s("text", { x: x(t), y: axisY + 16, "text-anchor": "middle" }, `${t}x`)));
+  const reference = typeof macRatio === "number"
+    ? s("g", { class: "mac-ratio" },
+      s("line", { x1: x(macRatio), x2: x(macRatio), y1: head - 6, y2: axisY }),
+      s("text", { x: x(macRatio), y: head - 10, "text-anchor": "middle" }, `${macRatio.toFixed(2)}x fewer MACs`))
+    : null;
+  const bars = rows.map((r, index) => {
+    const y = head + row * index + row / 2 + 8;
+    return s("g", {
+      class: "speedup series-1", "data-runtime": r.runtime,
+      "data-speedup": r.speedup, "data-efficiency": r.depthwise_efficiency ?? "",
+    },
+    s("title", {}, `${r.runtime}: separable ${formatRatio(r.speedup)} faster than regular${share(r)}; ${top1(r)}`),
+    s("text", { x: left, y: y - 16, class: "name" }, r.runtime),
+    s("text", { x: width - 12, y: y - 16, class: "accuracy", "text-anchor": "end" }, top1(r)),
+    s("rect", { class: "bar", x: left, y: y - 8, width: Math.max(x(r.speedup) - left, 1), height: 16 }),
+    s("text", { x: x(r.speedup) + 8, y: y + 4, class: "value" }, `${formatRatio(r.speedup)}${share(r)}`));
+  });
+  const description = rows.map((r) => `${r.runtime}: ${formatRatio(r.speedup)}${share(r)}, ${top1(r)}`).join("; ");
+  return s("svg", {
+    viewBox: `0 0 ${width} ${height}`, class: "speedup-chart", role: "img",
+    "aria-label": "The separable network's speed-up over the regular one per runtime" +
+      (typeof macRatio === "number" ? `, against its ${macRatio.toFixed(2)}x fewer multiply-adds` : "") +
+      `. ${description}`,
+  },
+  grid, reference,
+  s("line", { class: "axis", x1: left, x2: width - right, y1: axisY, y2: axisY }),
+  s("text", { class: "axis-title", x: (left + width - right) / 2, y: axisY + 34, "text-anchor": "middle" },
+    "speed-up of separable over regular (p50)"),
+  bars);
 }
 
 // Both models' accuracy per epoch on one chart: training solid, validation dashed, each model

@@ -3,6 +3,8 @@
 
 import { requestEvents, uploadForm } from "./api.js";
 import { latencyChart } from "./charts.js";
+import { showMatrix } from "./matrix.js";
+import { chosenRuntimes } from "./runtimes.js";
 import { summary, table } from "./summary.js";
 import { clearError, formatCount, showError } from "./ui.js";
 
@@ -20,6 +22,8 @@ export function setUpCompare({ chosenImage }) {
       repeats: form.elements.repeats.value,
       batch_size: form.elements.batch_size.value,
     });
+    const runtimes = chosenRuntimes(); // none until GET /models answers: the service's own
+    if (runtimes.length) params.set("runtimes", runtimes.join(","));
     const image = $("use-image").checked ? chosenImage() : null;
     run(form, params, image);
   });
@@ -29,7 +33,9 @@ export function setUpCompare({ chosenImage }) {
 async function run(form, params, image) {
   const controller = new AbortController();
   running = controller;
-  const controls = [...form.querySelectorAll("input[type=number], #run-compare")];
+  // The runtimes the service did not load stay disabled after the run.
+  const controls = [...form.querySelectorAll("input[type=number], input[name=runtimes], #run-compare")]
+    .filter((control) => !control.disabled);
   controls.forEach((control) => (control.disabled = true));
   const hadResult = !$("compare-results").hidden;
   markStale(hadResult ? "a new comparison is running" : null);
@@ -141,4 +147,5 @@ function render(result) {
   // Drawn at the container's own width (measurable once shown), so text is never rescaled.
   const chart = $("latency-chart");
   chart.replaceChildren(latencyChart(result.models, Math.max(chart.clientWidth, 300)));
+  showMatrix(result);
 }

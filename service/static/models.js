@@ -18,7 +18,7 @@ const COLUMNS = [
 ];
 
 // The accuracy with its Wilson interval: 10,000 test images leave about +/- 0.85 points.
-function testAccuracy(m) {
+export function testAccuracy(m) {
   if (m.test_accuracy === null || m.test_accuracy === undefined) return "–";
   const interval = m.test_accuracy_interval;
   if (!interval) return formatPercent(m.test_accuracy);

@@ -88,14 +88,20 @@ export function table({ models }) {
     ["throughput at p50", (m) => `${formatCount(Math.round(m.images_per_second))} images/s`],
     ["parameters", (m) => formatCount(m.parameters)],
     ["MACs per image", (m) => formatCount(m.macs_per_image)],
-    ["test accuracy", (m) => (m.test_accuracy === null ? "–" : formatPercent(m.test_accuracy))],
+    // This runtime's own when the export recorded it (an int8 artifact scores its own).
+    ["test accuracy", (m) => {
+      const accuracy = m.runtime_accuracy?.test_accuracy ?? m.test_accuracy;
+      return accuracy === null || accuracy === undefined ? "–" : formatPercent(accuracy);
+    }],
     ["runtime", (m) => m.runtime],
     ["prediction", (m) => (m.prediction ? `${m.prediction.label} (${formatPercent(m.prediction.confidence)})` : "–")],
   ];
+  const several = new Set(models.map((m) => m.runtime)).size > 1;
   return h("tbody", {},
-    h("tr", {}, h("td", {}), models.map((m) => h("th", { scope: "col", "data-model": m.model }, m.model))),
+    h("tr", {}, h("td", {}), models.map((m) =>
+      h("th", { scope: "col", "data-model": m.model, "data-runtime": m.runtime }, several ? `${m.model} (${m.runtime})` : m.model))),
     rows.map(([name, cell]) =>
       h("tr", {}, h("th", { scope: "row" }, name),
-        models.map((m) => h("td", { "data-model": m.model }, cell(m))))),
+        models.map((m) => h("td", { "data-model": m.model, "data-runtime": m.runtime }, cell(m))))),
   );
 }

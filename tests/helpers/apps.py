@@ -54,6 +54,18 @@ def client(exported_models: Path) -> Iterator[TestClient]:
         yield ready
 
 
+@pytest.fixture(scope="session")
+def runtime_artifact_models(
+    exported_models: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """Both test models with every runtime's artifact written and scored, as sepconv-export
+    writes them (``tests.helpers.runtimes``), shared by the suites that only read them."""
+    from tests.helpers.runtimes import write_runtime_models
+
+    root, _ = write_runtime_models(exported_models, tmp_path_factory.mktemp("runtime-models"))
+    return root
+
+
 def predict(client: TestClient, data: bytes, **params: Any) -> dict[str, Any]:
     """``POST /predict`` of ``data`` as multipart; asserts a 200 and returns the answer."""
     response = client.post("/predict", params=params, files=multipart(data))
