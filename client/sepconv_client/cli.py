@@ -207,6 +207,22 @@ def format_compare(result: CompareResponse) -> str:
             f"{m.latency_ms.p99:>8.2f} {m.images_per_second:>10.1f} "
             f"{m.parameters or 0:>11,}"
         )
+    # With several runtimes: what separable convolutions buy on each, against the arithmetic.
+    speedups = result.matrix.separable_speedups if result.matrix else []
+    if len(speedups) > 1 or several_runtimes:
+        for row in speedups:
+            if row.speedup is None:
+                continue
+            allowed = (
+                f" of the {row.mac_ratio:.2f}x the multiply-adds allow "
+                f"(efficiency {row.depthwise_efficiency:.0%})"
+                if row.mac_ratio and row.depthwise_efficiency is not None
+                else ""
+            )
+            rows.append(
+                f"on {row.runtime}: {row.separable_model} is {row.speedup:.2f}x faster than "
+                f"{row.regular_model} at p50{allowed}"
+            )
     summary = result.summary
     rows.append(
         summary.headline

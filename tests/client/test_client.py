@@ -13,10 +13,11 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 from sepconv_client.calls import encode_image, image_type
-from sepconv_client.cli import build_parser
+from sepconv_client.cli import build_parser, format_compare
 from sepconv_client.cli import main as client_main
 from sepconv_client.client import AsyncSepconvClient, SepconvClient, SepconvError
 
+from sepconv_contract.schemas import CompareResponse
 from service.main import create_app
 from service.process.settings import Settings
 from tests.helpers.servers import live_server
@@ -308,3 +309,20 @@ def test_client_encode_pil_image_is_png() -> None:
     name, data, content_type = encode_image(sample_image())
     assert content_type == "image/png" and Image.open(io.BytesIO(data)).size == (40, 40)
     assert name == "image.png"
+
+
+def test_client_compare_text_says_what_separable_buys_on_each_runtime() -> None:
+    from service.api.compare_example import compare_example
+
+    result = CompareResponse.model_validate(compare_example())
+    assert result.matrix is not None and len(result.matrix.separable_speedups) == 2
+
+    text = format_compare(result)
+
+    for row in result.matrix.separable_speedups:
+        assert row.speedup is not None and row.mac_ratio is not None
+        assert (
+            f"on {row.runtime}: separable is {row.speedup:.2f}x faster than regular at p50 of "
+            f"the {row.mac_ratio:.2f}x the multiply-adds allow" in text
+        )
+    assert "regular (onnxruntime-int8)" in text
