@@ -1,7 +1,8 @@
-"""The web page's screenshots in docs/ (web-page.png, web-compare.png), taken of the real page
-serving the committed models, so that the labels, accuracies and latencies they show are real.
+"""The web page's screenshots in docs/ (web-page.png, web-compare.png, web-matrix.png), taken of
+the real page serving the committed models on every runtime, so that the labels, accuracies and
+latencies they show are real.
 
-    python -m sepconv_bench.docs_screenshots            # writes docs/web-page.png, web-compare.png
+    python -m sepconv_bench.docs_screenshots            # writes the three into docs/
     python -m sepconv_bench.docs_screenshots --chromium /usr/bin/chromium --repeats 30
 
 Needs Playwright and a Chromium (Debian's, by default); nothing is downloaded.
@@ -13,6 +14,7 @@ import argparse
 from pathlib import Path
 
 from sepconv_bench.server import running_service
+from service.core.engines import RUNTIMES
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 EXAMPLE = REPOSITORY / "service" / "static" / "examples" / "cat.jpg"
@@ -22,7 +24,7 @@ TIMEOUT_MS = 120_000
 def take(url: str, docs: Path, chromium: Path, repeats: int) -> list[Path]:
     from playwright.sync_api import expect, sync_playwright
 
-    written = [docs / "web-page.png", docs / "web-compare.png"]
+    written = [docs / "web-page.png", docs / "web-compare.png", docs / "web-matrix.png"]
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=str(chromium), headless=True, args=["--no-sandbox"]
@@ -41,6 +43,13 @@ def take(url: str, docs: Path, chromium: Path, repeats: int) -> list[Path]:
         page.get_by_role("button", name="Run").click()
         expect(page.locator("#compare-outcome")).to_contain_text("Done:")
         page.screenshot(path=str(written[1]), full_page=True)
+
+        # Every runtime at once: the matrix of what separable convolutions buy on each.
+        for box in page.locator('#runtime-options input[name="runtimes"]').all():
+            box.check()
+        page.get_by_role("button", name="Run").click()
+        expect(page.locator("#compare-outcome")).to_contain_text("Done:")
+        page.screenshot(path=str(written[2]), full_page=True)
         browser.close()
     return written
 
@@ -52,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chromium", type=Path, default=Path("/usr/bin/chromium"))
     parser.add_argument("--repeats", type=int, default=30, help="timed runs in the compare view")
     args = parser.parse_args(argv)
-    with running_service(args.model_dir) as service:
+    others = ",".join(runtime for runtime in RUNTIMES if runtime != "tensorflow")
+    with running_service(args.model_dir, {"SEPCONV_COMPARE_RUNTIMES": others}) as service:
         for path in take(service.url, args.docs, args.chromium, args.repeats):
             print(f"wrote {path}")
     return 0

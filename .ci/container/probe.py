@@ -2,6 +2,7 @@
 
     probe.py predict URL ANSWER.json     # POST one image to /predict, both models must answer
     probe.py compare A.json B.json TOL   # the two answers' probabilities agree within TOL
+    probe.py scraped PROMETHEUS_URL JOB  # Prometheus scrapes JOB (up) and loaded the rules
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -52,12 +54,39 @@ def compare(first: Path, second: Path, tolerance: float) -> None:
         sys.exit(f"the two images disagree by {worst:.2e}, more than {tolerance:g}")
 
 
+def scraped(prometheus: str, job: str, timeout_s: float = 90.0) -> None:
+    """Wait until Prometheus has scraped ``job`` successfully and evaluates its rule groups."""
+    deadline = time.monotonic() + timeout_s
+    health, groups = "no target", 0
+    while time.monotonic() < deadline:
+        try:
+            targets = httpx.get(f"{prometheus}/api/v1/targets", timeout=5).json()["data"]
+            rules = httpx.get(f"{prometheus}/api/v1/rules", timeout=5).json()["data"]
+        except (httpx.HTTPError, ValueError, KeyError):
+            time.sleep(1)
+            continue
+        ours = [t for t in targets["activeTargets"] if t["labels"].get("job") == job]
+        health = ours[0]["health"] if ours else "no target"
+        groups = len(rules["groups"])
+        if health == "up" and groups:
+            up = httpx.get(
+                f"{prometheus}/api/v1/query", params={"query": f'up{{job="{job}"}}'}, timeout=5
+            ).json()["data"]["result"]
+            print(f"Prometheus scrapes {ours[0]['scrapeUrl']}: up={up[0]['value'][1]}, "
+                  f"{groups} rule groups loaded")
+            return
+        time.sleep(1)
+    sys.exit(f"Prometheus at {prometheus}: job {job!r} is {health}, {groups} rule groups")
+
+
 def main() -> None:
     command, *arguments = sys.argv[1:]
     if command == "predict":
         predict(arguments[0].rstrip("/"), Path(arguments[1]))
     elif command == "compare":
         compare(Path(arguments[0]), Path(arguments[1]), float(arguments[2]))
+    elif command == "scraped":
+        scraped(arguments[0].rstrip("/"), arguments[1])
     else:
         sys.exit(__doc__)
 
