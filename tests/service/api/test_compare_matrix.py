@@ -218,3 +218,18 @@ def test_compare_openapi_example_is_a_consistent_answer(tmp_path: Path) -> None:
         assert row.depthwise_efficiency == round(row.speedup / 8.352, 3)
     (runtimes,) = [p for p in operation["parameters"] if p["name"] == "runtimes"]
     assert "matrix" in runtimes["description"]
+
+
+@pytest.mark.slow
+def test_compare_headline_across_runtimes_compares_like_with_like(asked: dict[str, Any]) -> None:
+    rows = sorted(asked["matrix"]["separable_speedups"], key=lambda row: row["speedup"])
+    low, high = rows[0], rows[-1]
+
+    headline = asked["summary"]["headline"]
+
+    # Never the fastest entry against the slowest one on another runtime.
+    assert headline.startswith(
+        f"On the same runtime, separable is {low['speedup']:.1f}x ({low['runtime']}) to "
+        f"{high['speedup']:.1f}x ({high['runtime']}) faster at p50 latency than regular"
+    ), headline
+    assert "as fp32 models" in headline or "accuracy difference is unknown" in headline
