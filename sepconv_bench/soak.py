@@ -120,7 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not any(model_dir.glob("*/[0-9]*/saved_model.pb")):
             raise SystemExit(f"no models in {model_dir}; train them, or pass --untrained")
         body = sample_png(work / "image.png")
-        with running_service(model_dir, log=work / "server.log") as service:
+        # One process, so that its resident memory is the server's (with several, the pid
+        # would be a supervisor that never loads a model).
+        one_process = {"SEPCONV_WORKERS": "1"}
+        with running_service(model_dir, one_process, log=work / "server.log") as service:
             url, pid = service.url, service.pid
             rss_ready = resident_mib(pid)
             warmup = run(url, body, args.warmup)

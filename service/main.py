@@ -66,6 +66,8 @@ async def _load_models(state: ServiceState) -> None:
         ).set(1)
         if info.parameters is not None:
             state.metrics.model_parameters.labels(entry.name).set(info.parameters)
+    state.metrics.workers.set(1)  # this process; /metrics sums the live workers
+    state.metrics.engine_threads.set(settings.threads_per_worker)
     logger.info(
         "models loaded",
         extra={
@@ -77,7 +79,7 @@ async def _load_models(state: ServiceState) -> None:
         # The one line that says requests will be answered (uvicorn's "listening" says less).
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
         # With several workers each says so once, naming itself.
-        worker = {"worker_pid": os.getpid()} if settings.workers > 1 else {}
+        worker = {"worker_pid": os.getpid()} if settings.worker_processes > 1 else {}
         logger.info(f"ready: http://{host}:{settings.port}", extra=worker)
 
 
@@ -99,7 +101,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     state: ServiceState = app.state.sepconv
     loading = asyncio.create_task(_load_models(state), name="load-models")
     loading.add_done_callback(lambda task: _report_load_failure(state, task))
-    if state.settings.workers > 1:
+    if state.settings.worker_processes > 1:
         # One of several workers starts accepting connections only once its models are
         # loaded: the others serve meanwhile, nothing meets a 503 NOT_READY from a worker that
         # is still loading, and uvicorn's supervisor can replace the workers one at a time

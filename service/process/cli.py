@@ -66,8 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, help=f"port to listen on; default {default('port')}")
     parser.add_argument(
         "--workers",
-        type=int,
-        help=f"server processes, each with its own models; default {default('workers')}",
+        metavar="N|auto",
+        help="server processes, each with its own models; auto = one per available CPU as "
+        f"memory allows, one on a GPU; default {default('workers')}",
     )
     parser.add_argument(
         "--model-dir",
@@ -116,6 +117,7 @@ def serve_main(argv: Sequence[str] | None = None) -> None:
 
     configure_logging(settings.log_level)
     ensure_can_listen(settings.host, settings.port)
+    settings = with_planned_workers(settings)
 
     import uvicorn
 
@@ -125,8 +127,8 @@ def serve_main(argv: Sequence[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     # Every line in the service's JSON format, uvicorn's own included, in every worker.
     options = {**_uvicorn_options(settings), "log_config": logging_config(settings.log_level)}
-    with _metrics_dir(settings.workers) as folder:
-        if settings.workers == 1:
+    with _metrics_dir(settings.worker_processes) as folder:
+        if settings.worker_processes == 1:
             from service.main import create_app
 
             try:
@@ -142,7 +144,7 @@ def serve_main(argv: Sequence[str] | None = None) -> None:
             return
         # The workers are fresh interpreters that build their settings from the environment
         # (uvicorn imports worker_app by name): the flags reach them as the variables they
-        # override.
+        # override, and the planned worker count as a number.
         for name in FLAGS:
             os.environ[_variable(name)] = str(getattr(settings, name))
         # The workers share one comparison slot, a lock file in this folder they all see.
@@ -153,13 +155,32 @@ def serve_main(argv: Sequence[str] | None = None) -> None:
         uvicorn.run(
             "service.process.cli:worker_app",
             factory=True,
-            workers=settings.workers,
+            workers=settings.worker_processes,
             # Also how long a worker may take to load its models when SIGHUP replaces it.
             timeout_worker_healthcheck=int(settings.worker_start_timeout_s),
             **options,
         )
         if folder is not None and (folder / FAILED_MARKER).exists():
             sys.exit(STARTUP_FAILURE)
+
+
+def with_planned_workers(settings: Settings) -> Settings:
+    """``settings`` with ``workers`` a number (``auto`` resolved on this host), logged with why.
+
+    Resolved once, here: the workers read the number from the environment, so they all agree
+    on it and on their share of the CPUs, whatever the free memory does meanwhile.
+    """
+    from service.process.workers import host_plan
+
+    plan = host_plan(settings.workers, settings.compare_runtime_list)
+    planned = settings.model_copy(update={"workers": plan.workers})
+    threads = planned.threads_per_worker
+    logger.info(
+        f"{plan.workers} worker{'s' if plan.workers != 1 else ''}, {threads} engine "
+        f"thread{'s' if threads != 1 else ''} each: {plan.reason}",
+        extra={**plan.log_fields(), "threads_per_worker": threads},
+    )
+    return planned
 
 
 def ensure_can_listen(host: str, port: int) -> None:

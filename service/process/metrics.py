@@ -90,6 +90,15 @@ class ServiceMetrics:
             "sepconv_model_parameters", "Parameters by model",
             by_model, multiprocess_mode="livemax", registry=registry
         )  # fmt: skip
+        # Each worker counts itself once its models are loaded: the sum is how many serve.
+        self.workers = Gauge(
+            "sepconv_workers", "Server processes serving the port, their models loaded",
+            multiprocess_mode="livesum", registry=registry
+        )  # fmt: skip
+        self.engine_threads = Gauge(
+            "sepconv_engine_threads", "Intra-op threads of each worker's engines",
+            multiprocess_mode="livemax", registry=registry
+        )  # fmt: skip
 
     def observe_batch(self, model: str, batch_size: int, latency_ms: float) -> None:
         self.inference_latency.labels(model).observe(latency_ms / 1000.0)

@@ -112,12 +112,12 @@ class Settings(BaseSettings):
     )
     max_queue: int = Field(256, ge=1)
 
-    workers: int = Field(
-        1,
-        ge=1,
-        le=64,
+    workers: int | Literal["auto"] = Field(
+        "auto",
         description="Server processes, each with its own copy of the models; more than one "
-        "spreads the Python side of serving over several cores (metrics are summed over them)",
+        "spreads the Python side of serving over several cores (metrics are summed over them). "
+        "auto = one per available CPU, as many as the memory holds (an estimate per runtime), "
+        "and one when a GPU is visible",
     )
     # uvicorn uses one timeout for both: a worker replaced on SIGHUP must be ready within it,
     # and a worker that dies while its supervisor pings it is noticed only after it.
@@ -182,6 +182,16 @@ class Settings(BaseSettings):
         "https://app.example.com (or * for any); empty = no CORS headers at all",
     )
 
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _count_or_auto(cls, value: object) -> object:
+        # One message for either spelling, rather than one per member of the union.
+        if value == "auto" or (isinstance(value, int) and 1 <= value <= 64):
+            return value
+        if isinstance(value, str) and value.strip().isdigit() and 1 <= int(value) <= 64:
+            return int(value)
+        raise ValueError(f"got {value!r}: expected a number of processes from 1 to 64, or auto")
+
     @field_validator("compare_runtimes")
     @classmethod
     def _known_runtimes(cls, value: str) -> str:
@@ -196,9 +206,16 @@ class Settings(BaseSettings):
         return self.max_connections or default_max_connections()
 
     @property
+    def worker_processes(self) -> int:
+        """The server processes this app is one of. ``sepconv-serve`` turns ``auto`` into a
+        number before it starts any; an app built otherwise (a test, ``uvicorn
+        service.main:app``) is one process."""
+        return 1 if self.workers == "auto" else self.workers
+
+    @property
     def threads_per_worker(self) -> int:
         """Intra-op threads of each worker's engines: the configured count, or a fair share."""
-        return self.intra_op_threads or max(1, available_cpus() // self.workers)
+        return self.intra_op_threads or max(1, available_cpus() // self.worker_processes)
 
     @property
     def compare_runtime_list(self) -> list[str]:

@@ -76,6 +76,8 @@ def serve_process(
         "SEPCONV_MODEL_DIR": str(model_dir),
         "SEPCONV_PORT": str(port),
         "SEPCONV_WARMUP_RUNS": "1",
+        # One process unless a test asks for more: the default, auto, follows the machine.
+        "SEPCONV_WORKERS": "1",
         **env,
     }
     with log.open("wb") as sink:

@@ -1,6 +1,5 @@
 """New model versions: a half-copied version folder is never taken."""
 
-
 from __future__ import annotations
 
 import logging

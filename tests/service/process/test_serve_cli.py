@@ -17,8 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from service.core.cpus import available_cpus
 from service.process.cli import CANNOT_LISTEN, FLAGS, INVALID_SETTINGS, read_settings
 from service.process.settings import Settings
+from service.process.workers import host_plan
 from tests.helpers import REPOSITORY
 from tests.helpers.servers import SERVE, free_port, kill_process_group, wait_until_ready
 
@@ -95,6 +97,9 @@ def test_serve_invalid_flag_values_are_refused_in_one_line() -> None:
     assert status == INVALID_SETTINGS
     assert "SEPCONV_PORT: Input should be less than or equal to 65535" in err
     assert "Traceback" not in err
+    status, _, err, _ = run_probe("--workers", "0")
+    assert status == INVALID_SETTINGS
+    assert "SEPCONV_WORKERS: Value error, got '0': expected a number of processes" in err
     status, _, err, _ = run_probe("--runtime", "pytorch")
     assert status == INVALID_SETTINGS and "invalid choice: 'pytorch'" in err
 
@@ -124,6 +129,7 @@ def test_serve_flags_override_their_variables(
         ]
     )
     assert (flagged.port, flagged.host, flagged.workers) == (9001, "0.0.0.0", 2)
+    assert read_settings(["--workers", "auto"]).workers == "auto"
     assert (flagged.model_dir, flagged.runtime, flagged.log_level) == (
         tmp_path,
         "onnxruntime",
@@ -133,7 +139,7 @@ def test_serve_flags_override_their_variables(
 
 @pytest.mark.network
 @pytest.mark.slow
-def test_serve_start_up_log_is_quiet_json_and_says_ready_once(
+def test_serve_start_up_log_is_quiet_json_and_says_ready_once_per_worker(
     exported_models: Path, tmp_path: Path
 ) -> None:
     port = free_port()
@@ -141,6 +147,7 @@ def test_serve_start_up_log_is_quiet_json_and_says_ready_once(
     # The flags, not the environment, choose the port and the models: SEPCONV_PORT points at a
     # port nothing may use, so a flag that did not win would show.
     env = {**os.environ, "SEPCONV_PORT": "1", "SEPCONV_WARMUP_RUNS": "1"}
+    env.pop("SEPCONV_WORKERS", None)  # the default, auto: one worker per CPU here
     with log.open("wb") as sink:
         process = subprocess.Popen(
             [str(SERVE), "--port", str(port), "--model-dir", str(exported_models)],
@@ -152,17 +159,27 @@ def test_serve_start_up_log_is_quiet_json_and_says_ready_once(
     url = f"http://127.0.0.1:{port}"
     try:
         assert wait_until_ready(url, lambda: process.poll() is None, 120), log.read_text()
-        deadline = time.monotonic() + 10
-        while "ready: " not in log.read_text() and time.monotonic() < deadline:
+        planned = host_plan("auto", ["tensorflow"]).workers
+        deadline = time.monotonic() + 30
+        while log.read_text().count("ready: ") < planned and time.monotonic() < deadline:
             time.sleep(0.1)
     finally:
         kill_process_group(process)
     lines = log.read_text().splitlines()
     entries = [json.loads(line) for line in lines]  # every line is one JSON object
     messages = [e["message"] for e in entries]
-    assert messages.count(f"ready: {url}") == 1
-    ready_at = messages.index(f"ready: {url}")
-    assert messages.index("models loaded") < ready_at
+    # The first line says how many workers and why, with the facts it was decided from.
+    plan = entries[0]
+    assert plan["message"].startswith(f"{planned} worker")
+    assert plan["workers"] == planned and plan["cpus"] == available_cpus()
+    assert plan["threads_per_worker"] == max(1, available_cpus() // planned)
+    assert {"reason", "available_memory_mib", "worker_memory_mib", "gpu_visible"} <= set(plan)
+    # Each worker says ready once, naming itself when there are several.
+    ready = [e for e in entries if e["message"] == f"ready: {url}"]
+    assert len(ready) == planned
+    if planned > 1:
+        assert len({e["worker_pid"] for e in ready}) == planned
+    assert messages.index("models loaded") < messages.index(f"ready: {url}")
     listening = [m for m in messages if m.startswith("listening on ")]
     assert listening == [f"listening on {url}; ready once the models are loaded"]
     assert not any("Uvicorn running" in m for m in messages)

@@ -1,4 +1,5 @@
-"""``SEPCONV_WORKERS=2``: two real server processes on one port, their metrics summed."""
+"""``SEPCONV_WORKERS=2``: two real server processes on one port, their metrics summed; and the
+default, auto, starting one per CPU."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import httpx
 import pytest
 from sepconv_client.client import SepconvClient
 
+from service.core.cpus import available_cpus
+from service.process.workers import host_plan
 from tests.helpers.images import image_bytes
 from tests.helpers.servers import (
     SERVE,
@@ -23,6 +26,7 @@ from tests.helpers.servers import (
     free_port,
     kill_process_group,
     serve_process,
+    wait_until_ready,
 )
 
 pytestmark = pytest.mark.network
@@ -213,3 +217,42 @@ def test_workers_that_cannot_start_stop_the_server_with_status_3(
     output = log.read_text(errors="replace")
     assert status == 3, output
     assert "this worker cannot start" in output and "tensorflow is broken here" in output
+
+
+def test_defaults_start_one_worker_per_cpu_and_report_it(
+    exported_models: Path, tmp_path: Path
+) -> None:
+    # No SEPCONV_WORKERS at all: auto, one worker per CPU (2 on a 2-CPU machine) where the
+    # memory is ample and no GPU is visible.
+    planned = host_plan("auto", ["tensorflow"])
+    if not planned.gpu_visible and (planned.available_memory_bytes or 0) >= 8 * 1024**3:
+        assert planned.workers == available_cpus(), planned
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "SEPCONV_WORKERS"},
+        "SEPCONV_MODEL_DIR": str(exported_models),
+        "SEPCONV_PORT": str(port := free_port()),
+        "SEPCONV_WARMUP_RUNS": "1",
+    }
+    log = tmp_path / "server.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [str(SERVE)], env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    server = ServeProcess(process, port, log)
+    try:
+        assert wait_until_ready(server.url, lambda: process.poll() is None, 120), server.output()
+        deadline = time.monotonic() + 60
+        while len(_serving(server)) < planned.workers and time.monotonic() < deadline:
+            time.sleep(0.2)
+        workers = _serving(server) if planned.workers > 1 else {process.pid}
+        assert len(workers) == planned.workers, server.output()
+        # Each worker counts itself in /metrics once its models are loaded.
+        serving = f"sepconv_workers {planned.workers:.1f}"
+        while serving not in (text := httpx.get(f"{server.url}/metrics", timeout=5).text):
+            assert time.monotonic() < deadline, text
+            time.sleep(0.2)
+    finally:
+        kill_process_group(process)
+    # Each worker's engines share the CPUs between them.
+    threads = max(1, available_cpus() // planned.workers)
+    assert f"sepconv_engine_threads {threads:.1f}" in text, text
