@@ -3,6 +3,7 @@
 sepconv-bench                       # start the service on models/ and measure everything
 sepconv-bench --url http://127.0.0.1:8000 --duration 5
 sepconv-bench --attacks [--only decode,comparisons]   # hostile workloads (sepconv_bench.attacks)
+sepconv-bench --sweep-workers       # the best worker count and thread split, and the default's
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def _sample_image() -> Path:
+def sample_image() -> Path:
+    """A random 32x32 PNG in a temporary file (the caller removes it)."""
     import numpy as np
     from PIL import Image
 
@@ -52,6 +54,12 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--url", default=None, help="benchmark a running service instead")
     parser.add_argument("--allow-remote", action="store_true")
     parser.add_argument("--runtimes", default="tensorflow,onnxruntime")
+    parser.add_argument(
+        "--served-runtimes",
+        default="",
+        help="also load these runtimes in the service it starts (SEPCONV_COMPARE_RUNTIMES) and "
+        "serve each model on each through /predict?runtime= (default: the service's runtime)",
+    )
     parser.add_argument("--batch-sizes", default="1,8,32,128")
     parser.add_argument("--concurrency", default="1,8,32,64")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per load run")
@@ -64,7 +72,12 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "--workers",
         type=int,
         default=None,
-        help="server processes of the service it starts (default: one per available CPU)",
+        help="server processes of the service it starts (default: the service's own, auto)",
+    )
+    parser.add_argument(
+        "--sweep-workers",
+        action="store_true",
+        help="find the best worker count and thread split instead; see --sweep-workers --help",
     )
     parser.add_argument(
         "--service-env",
@@ -84,15 +97,23 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else list(argv)
+    if "--sweep-workers" in arguments:
+        # Its own options too: a fresh service per configuration, not one for every stage.
+        from sepconv_bench.sweep import main as sweep_main
+
+        return sweep_main([a for a in arguments if a != "--sweep-workers"])
     if "--attacks" in arguments:
         # Its own options (--only, --json, a --duration per attack): a mode, not a stage.
         from sepconv_bench.attacks import main as attacks_main
 
         return attacks_main([a for a in arguments if a != "--attacks"])
     args = _parse(arguments)
+    import httpx
+
     from sepconv_bench.engine import load_engines, time_engine, time_keras_predict
     from sepconv_bench.http_load import check_loopback, run_load
     from sepconv_bench.report import draw_figure, format_table
+    from sepconv_bench.server import serving_gauges
     from service.core.cpus import available_cpus
     from service.process.settings import Settings
 
@@ -132,20 +153,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"{results['keras_predict_ms'][name]:.1f} ms"
                 )
 
-    body = _sample_image()
+    body = sample_image()
     extra_env = dict(item.split("=", 1) for item in args.service_env)
-    if args.url is None:
-        workers = args.workers or available_cpus()
-        extra_env.setdefault("SEPCONV_WORKERS", str(workers))
-        results["service"] = {"workers": int(extra_env["SEPCONV_WORKERS"]), "url": None}
-    else:
-        results["service"] = {"workers": None, "url": args.url}
+    if args.url is None and args.workers is not None:
+        extra_env.setdefault("SEPCONV_WORKERS", str(args.workers))
+    served = [r for r in args.served_runtimes.split(",") if r]
+    serving = extra_env.get("SEPCONV_RUNTIME", "tensorflow")
+    if args.url is None and served:
+        others = [r for r in served if r != serving]
+        extra_env.setdefault("SEPCONV_COMPARE_RUNTIMES", ",".join(others))
     service = (
         _started(model_dir, extra_env)
         if args.url is None
         else _existing(args.url, args.allow_remote, check_loopback)
     )
     with service as url:
+        # What the service runs as, from its own gauges (None from one that has none).
+        workers, threads = serving_gauges(httpx.get(f"{url}/metrics", timeout=10).text)
+        results["service"] = {"workers": workers, "threads_per_worker": threads, "url": args.url}
         print(f"[2/3] ceiling: GET /health/live for {args.duration:g}s at concurrency 32")
         ceiling = run_load(f"{url}/health/live", "ceiling", 32, args.duration, None, args.generator)
         results["ceiling_rps"] = ceiling.requests_per_second
@@ -153,23 +178,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  {ceiling.requests_per_second:.0f} req/s")
         print(f"[3/3] POST /predict?model=NAME at concurrency {args.concurrency}")
         for name in names:
-            for concurrency in (int(c) for c in args.concurrency.split(",")):
-                load = run_load(
-                    f"{url}/predict?model={name}&top_k=1",
-                    name,
-                    concurrency,
-                    args.duration,
-                    body,
-                    args.generator,
-                ).as_dict()
-                best = results["engine_best"].get(name)
-                load["share_of_engine"] = (load["requests_per_second"] / best) if best else None
-                results["http"].append(load)
-                print(
-                    f"  {name:<10} c={concurrency:<3} {load['requests_per_second']:8.1f} req/s"
-                    f"  p50 {load['p50_ms']:7.2f} ms  p99 {load['p99_ms']:7.2f} ms  "
-                    f"non-200 {load['non_200']}  errors {load['errors']}"
-                )
+            for runtime in served or [""]:
+                for concurrency in (int(c) for c in args.concurrency.split(",")):
+                    choice = f"&runtime={runtime}" if runtime else ""
+                    load = run_load(
+                        f"{url}/predict?model={name}&top_k=1{choice}",
+                        name,
+                        concurrency,
+                        args.duration,
+                        body,
+                        args.generator,
+                    ).as_dict()
+                    load["runtime"] = runtime or None
+                    # The engine's best is TensorFlow's: a share only for what it measures.
+                    on_tensorflow = (runtime or serving) == "tensorflow"
+                    best = results["engine_best"].get(name) if on_tensorflow else None
+                    load["share_of_engine"] = (
+                        (load["requests_per_second"] / best) if best else None
+                    )
+                    results["http"].append(load)
+                    print(
+                        f"  {name:<10} {runtime or '':<17} c={concurrency:<3} "
+                        f"{load['requests_per_second']:8.1f} req/s"
+                        f"  p50 {load['p50_ms']:7.2f} ms  p99 {load['p99_ms']:7.2f} ms  "
+                        f"non-200 {load['non_200']}  errors {load['errors']}"
+                    )
     body.unlink(missing_ok=True)
 
     args.out.mkdir(parents=True, exist_ok=True)

@@ -27,12 +27,12 @@ def format_table(results: dict[str, Any]) -> str:
         f"HTTP ({served_by}; "
         f"{results['generator']}; ceiling {results['ceiling_rps']:.0f} req/s "
         "against GET /health/live)",
-        f"{'model':<10} {'conc':>5} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} "
+        f"{'model':<10} {'runtime':<17} {'conc':>5} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} "
         f"{'p99 ms':>8} {'non-200':>8} {'errors':>7} {'of engine':>9}",
     ]
     for row in results["http"]:
         lines.append(
-            f"{row['target']:<10} {row['concurrency']:>5} "
+            f"{row['target']:<10} {row.get('runtime') or '(service)':<17} {row['concurrency']:>5} "
             f"{row['requests_per_second']:>8.1f} {row['p50_ms']:>8.2f} "
             f"{row['p95_ms']:>8.2f} {row['p99_ms']:>8.2f} {row['non_200']:>8} "
             f"{row['errors']:>7} {_share(row.get('share_of_engine')):>9}"
@@ -58,21 +58,31 @@ def draw_figure(results: dict[str, Any], path: Path) -> None:
 
     colours = {"regular": "tab:blue", "separable": "tab:orange"}
     figure, (throughput, latency) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
-    models = sorted({row["target"] for row in results["http"]})
-    for name in models:
+    # One line per model and runtime served; the runtime's marker tells them apart.
+    markers = ["o", "s", "^", "D", "v", "P"]
+    runtimes = sorted({row.get("runtime") or "" for row in results["http"]})
+    served = sorted({(row["target"], row.get("runtime") or "") for row in results["http"]})
+    for name, runtime in served:
         rows = sorted(
-            (r for r in results["http"] if r["target"] == name), key=lambda r: r["concurrency"]
+            (
+                r
+                for r in results["http"]
+                if r["target"] == name and (r.get("runtime") or "") == runtime
+            ),
+            key=lambda r: r["concurrency"],
         )
         levels = [r["concurrency"] for r in rows]
+        label = f"{name} ({runtime})" if runtime else name
+        marker = markers[runtimes.index(runtime) % len(markers)]
         throughput.plot(
             levels,
             [r["requests_per_second"] for r in rows],
-            "-o",
+            "-" + marker,
             color=colours.get(name),
-            label=f"{name} served",
+            label=f"{label} served",
         )
         best = results["engine_best"].get(name)
-        if best:
+        if best and runtime == runtimes[0]:
             throughput.axhline(
                 best, color=colours.get(name), linestyle=":", label=f"{name} engine best"
             )
@@ -81,10 +91,10 @@ def draw_figure(results: dict[str, Any], path: Path) -> None:
                 levels,
                 [r[key] for r in rows],
                 style,
-                marker="o",
+                marker=marker,
                 markersize=3,
                 color=colours.get(name),
-                label=f"{name} {key[:3]}",
+                label=f"{label} {key[:3]}",
             )
     # Concurrency levels as plain numbers (1, 8, 32), not 2^0..2^6; latency as 10, 100 ms.
     plain = matplotlib.ticker.FuncFormatter(lambda value, _position: f"{value:g}")

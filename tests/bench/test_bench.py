@@ -80,3 +80,40 @@ def test_check_loopback_refuses_remote_targets() -> None:
     with pytest.raises(SystemExit, match="refusing"):
         check_loopback("http://example.com:8000", allow_remote=False)
     check_loopback("http://example.com:8000", allow_remote=True)
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_sepconv_bench_serves_each_model_on_each_runtime(
+    runtime_artifact_models: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "bench"
+    runtimes = ["tensorflow", "onnxruntime-int8"]
+
+    status = bench_main(
+        [
+            "--model-dir",
+            str(runtime_artifact_models),
+            "--skip-engine",
+            "--served-runtimes",
+            ",".join(runtimes),
+            "--concurrency",
+            "1",
+            "--duration",
+            "1",
+            "--workers",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
+
+    assert status == 0
+    results = json.loads((out / "bench.json").read_text())
+    served = {(r["target"], r["runtime"]): r for r in results["http"]}
+    assert set(served) == {(m, r) for m in ("regular", "separable") for r in runtimes}
+    for row in served.values():  # a runtime the service had not loaded would answer 409
+        assert row["requests"] > 0 and row["non_200"] == 0 and row["errors"] == 0
+    printed = capsys.readouterr().out
+    assert "onnxruntime-int8" in printed.split("HTTP (")[-1]
