@@ -304,6 +304,12 @@ class ModelHealth(Schema):
 class ReadyResponse(Schema):
     status: Literal["ready"]
     models: dict[str, ModelHealth]
+    versions_differ: dict[str, list[int]] | None = Field(
+        None,
+        description="With several workers: each model the workers serve at more than one "
+        "version, with those versions (a SIGHUP rollout under way, or a respawned worker that "
+        "could not load the version the others serve); null when they all agree",
+    )
 
 
 class LiveResponse(Schema):

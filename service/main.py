@@ -25,7 +25,8 @@ from service.core.inference import InferenceService
 from service.core.registry import ModelRegistry
 from service.edge.fast_path import FastPredictPath
 from service.edge.middleware import RequestContextMiddleware
-from service.process.metrics import ServiceMetrics
+from service.process import fleet
+from service.process.metrics import MULTIPROCESS_DIR_ENV, ServiceMetrics
 from service.process.settings import Settings, get_settings
 from service.process.state import ServiceState
 from service.process.tracing import Tracing, start_tracing
@@ -83,6 +84,25 @@ async def _load_models(state: ServiceState) -> None:
         logger.info(f"ready: http://{host}:{settings.port}", extra=worker)
 
 
+def _report_to_fleet(state: ServiceState) -> None:
+    """Tell the supervisor and the other workers what this worker serves; a replacement whose
+    models did not load exits here, before it takes a connection."""
+    if state.fleet_reports is None:
+        return
+    report = fleet.report_of(state.registry, state.settings.strict_readiness, os.getpid())
+    fleet.write_report(state.fleet_reports, report)
+    if fleet.is_replacement() and not report.ready:
+        logger.error(
+            "this replacement worker does not serve: its models did not load",
+            extra={"reason": report.summary()},
+        )
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        # Straight out: uvicorn would log a failed startup as a traceback, and nothing here
+        # holds anything a clean exit would release (no connection was ever taken).
+        os._exit(fleet.MODELS_NOT_READY)
+
+
 def _report_load_failure(state: ServiceState, task: asyncio.Task[None]) -> None:
     """A crash of the loading task itself (not of one model) must not leave readiness silent."""
     if task.cancelled() or task.exception() is None:
@@ -107,6 +127,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # is still loading, and uvicorn's supervisor can replace the workers one at a time
         # (SIGHUP) without refusing a request. A lone process answers /health at once instead.
         await asyncio.wait({loading})
+        _report_to_fleet(state)
     try:
         yield
     finally:
@@ -121,6 +142,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(state.inference.tracing.shutdown)
         state.metrics.close()
         state.comparisons.close()
+        if state.fleet_reports is not None:
+            fleet.remove_report(state.fleet_reports, os.getpid())
 
 
 def create_app(settings: Settings | None = None, *, tracing: Tracing | None = None) -> FastAPI:
@@ -136,6 +159,7 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
         warmup_runs=settings.warmup_runs,
         threads=settings.threads_per_worker,
         compare_runtimes=settings.compare_runtime_list,
+        pinned_versions=fleet.pinned_versions() if settings.worker_processes > 1 else None,
     )
     state = ServiceState(
         settings=settings,
@@ -146,6 +170,11 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
             settings.decode_memory_bytes,
             wait_s=settings.decode_wait_s,
             max_jpeg_scans=settings.max_jpeg_scans,
+        ),
+        fleet_reports=(
+            fleet.fleet_folder(os.environ.get(MULTIPROCESS_DIR_ENV))
+            if settings.worker_processes > 1
+            else None
         ),
     )
     app = FastAPI(
@@ -231,6 +260,13 @@ def _add_api_docs(app: FastAPI) -> None:
         )
 
 
-# The default app for ``uvicorn service.main:app``: settings from the SEPCONV_* environment.
-# Building it only lists the model directory; models load in the lifespan.
-app = create_app()
+def __getattr__(name: str) -> FastAPI:
+    """``app``, the default app for ``uvicorn service.main:app`` (settings from the SEPCONV_*
+    environment), built on first use: importing this module (as every worker does for
+    ``create_app``) must not build a second app, which would list the models twice."""
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    default = globals().get("_default_app")
+    if default is None:
+        default = globals()["_default_app"] = create_app()
+    return default

@@ -8,6 +8,7 @@ from sepconv_contract.schemas import LiveResponse, ModelHealth, ReadyResponse
 from service.api.deps import StateDep
 from service.api.openapi import error_responses
 from service.errors import not_ready
+from service.process import fleet
 
 router = APIRouter(prefix="/health", tags=["health"])
 
@@ -31,7 +32,12 @@ async def ready(state: StateDep) -> ReadyResponse:
     }
     strict = state.settings.strict_readiness
     if not state.shutting_down and state.registry.is_ready(strict):
-        return ReadyResponse(status="ready", models=models)
+        differ = (
+            fleet.differing_versions(fleet.live_reports(state.fleet_reports))
+            if state.fleet_reports is not None
+            else {}
+        )
+        return ReadyResponse(status="ready", models=models, versions_differ=differ or None)
     if state.shutting_down:
         reason = "the service is shutting down"
     elif not models:

@@ -11,7 +11,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -28,7 +28,7 @@ from sepconv_contract import (
     read_metadata,
 )
 from sepconv_contract.schemas import ModelInfo, RuntimeInfo
-from sepconv_contract.versions import latest_complete_version
+from sepconv_contract.versions import incomplete_reason, latest_complete_version
 from service.core.batching import describe_output_mismatch
 from service.core.cpus import available_cpus
 from service.core.engines import RUNTIMES, Engine, open_engine
@@ -155,8 +155,12 @@ class ModelRegistry:
         warmup_runs: int = 3,
         threads: int = 0,
         compare_runtimes: Sequence[str] = (),
+        pinned_versions: Mapping[str, int] | None = None,
     ) -> None:
         self.model_dir = model_dir
+        # The versions to load instead of the newest: a respawned worker's, matching the workers
+        # already serving (service.process.fleet).
+        self.pinned_versions = dict(pinned_versions or {})
         self.runtime = runtime
         # Loaded beside the serving engine at start-up, so /compare never loads one mid-request.
         self.compare_runtimes = [r for r in dict.fromkeys(compare_runtimes) if r != runtime]
@@ -179,7 +183,7 @@ class ModelRegistry:
                     name, None, None, self.runtime, "failed", "not found in the model directory"
                 )
                 continue
-            latest = self._pick_version(name, folder)
+            latest = self._pinned(name, folder) or self._pick_version(name, folder)
             if latest is None:
                 self._entries[name] = ModelEntry(
                     name,
@@ -192,6 +196,21 @@ class ModelRegistry:
                 continue
             version, path = latest
             self._entries[name] = ModelEntry(name, path, version, self.runtime)
+
+    def _pinned(self, name: str, folder: Path) -> tuple[int, Path] | None:
+        """The pinned version of ``name`` while it is still complete; else None, logged."""
+        version = self.pinned_versions.get(name)
+        if version is None:
+            return None
+        path = folder / str(version)
+        reason = incomplete_reason(path) if path.is_dir() else "no longer there"
+        if reason is None:
+            return version, path
+        logger.warning(
+            "the version the other workers serve cannot be loaded; loading the newest",
+            extra={"model": name, "version": version, "reason": reason},
+        )
+        return None
 
     @staticmethod
     def _pick_version(name: str, folder: Path) -> tuple[int, Path] | None:

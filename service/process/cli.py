@@ -149,10 +149,13 @@ def serve_main(argv: Sequence[str] | None = None) -> None:
             os.environ[_variable(name)] = str(getattr(settings, name))
         # The workers share one comparison slot, a lock file in this folder they all see.
         os.environ.setdefault("SEPCONV_COMPARE_LOCK_DIR", str(folder))
-        # Several workers: uvicorn's supervisor spawns fresh interpreters that each build the
-        # app from the same environment, forwards SIGTERM to them and restarts one that dies.
-        # The supervisor itself never imports the app, and so neither TensorFlow (~600 MB).
-        uvicorn.run(
+        # Several workers: the supervisor (uvicorn's, made safe for rollouts) spawns fresh
+        # interpreters that each build the app from the same environment, forwards SIGTERM to
+        # them and replaces one that dies. It never imports the app, and so neither TensorFlow.
+        from service.process import fleet
+        from service.process.supervisor import FleetSupervisor
+
+        config = uvicorn.Config(
             "service.process.cli:worker_app",
             factory=True,
             workers=settings.worker_processes,
@@ -160,6 +163,13 @@ def serve_main(argv: Sequence[str] | None = None) -> None:
             timeout_worker_healthcheck=int(settings.worker_start_timeout_s),
             **options,
         )
+        reports = fleet.fleet_folder(folder)
+        assert reports is not None  # several workers always have a shared folder
+        listener = config.bind_socket()
+        try:
+            FleetSupervisor(config, [listener], reports).run()
+        finally:
+            listener.close()
         if folder is not None and (folder / FAILED_MARKER).exists():
             sys.exit(STARTUP_FAILURE)
 
@@ -288,6 +298,7 @@ def _metrics_dir(workers: int) -> Iterator[Path | None]:
     none named, one is made here, named in the environment the workers inherit, and removed
     afterwards.
     """
+    from service.process import fleet
     from service.process.metrics import MULTIPROCESS_DIR_ENV
 
     given = os.environ.get(MULTIPROCESS_DIR_ENV)
@@ -296,6 +307,8 @@ def _metrics_dir(workers: int) -> Iterator[Path | None]:
         folder.mkdir(parents=True, exist_ok=True)
         for stale in [*folder.glob("*.db"), folder / FAILED_MARKER]:
             stale.unlink(missing_ok=True)
+        # The workers' reports of an earlier run (service.process.fleet).
+        shutil.rmtree(folder / fleet.FOLDER_NAME, ignore_errors=True)
         yield folder
         return
     if workers == 1:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from service.core.decode_budget import DecodeBudget
 from service.core.inference import InferenceService
@@ -24,6 +25,9 @@ class ServiceState:
     comparisons: ComparisonGate = field(init=False)
     # The memory this worker's image decodes may hold at once (service.core.decode_budget).
     decode_budget: DecodeBudget = field(default_factory=DecodeBudget)
+    # Where the workers of one server report what they serve (service.process.fleet); None for
+    # a lone process.
+    fleet_reports: Path | None = None
     shutting_down: bool = False
 
     def __post_init__(self) -> None:

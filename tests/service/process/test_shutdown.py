@@ -19,10 +19,14 @@ pytestmark = pytest.mark.network
 GRACE_S = 10.0
 
 
-@pytest.fixture
-def server(exported_models: Path, tmp_path: Path) -> Iterator[ServeProcess]:
-    """``sepconv-serve`` on the test models, as a container would start it; killed if still up."""
+@pytest.fixture(params=["1", "2"], ids=["one-worker", "two-workers"])
+def server(
+    exported_models: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[ServeProcess]:
+    """``sepconv-serve`` on the test models, as a container would start it; killed if still up.
+    With two workers the supervisor holds the listening socket too, and must let go of it."""
     settings = {
+        "SEPCONV_WORKERS": request.param,
         "SEPCONV_GRACEFUL_TIMEOUT_S": str(GRACE_S),
         # Comparisons run one at a time: the later ones wait in flight for the first, and each
         # runs flat out (no duty cycle), so all three fit in the grace period.
