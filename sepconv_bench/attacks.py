@@ -87,6 +87,8 @@ def plain(value: Any) -> Any:
         return {str(key): plain(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [plain(item) for item in value]
+    if isinstance(value, bytes):  # a raw answer a client read: shown, not kept exactly
+        return value.decode("latin-1")
     return value
 
 
@@ -458,7 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "attacks": {outcome.name: dataclasses.asdict(outcome) for outcome in outcomes},
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=2) + "\n")
+    args.json.write_text(json.dumps(plain(results), indent=2) + "\n")
     print()
     print(format_table(outcomes))
     print(f"\nWrote {args.json}")

@@ -7,11 +7,14 @@ and slowloris connections, and a normal client's /predict latency while thousand
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import resource
+import selectors
 import socket
 import statistics
 import time
 from dataclasses import dataclass
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -138,43 +141,108 @@ def _count_closed(socks: list[socket.socket]) -> int:
 
 
 def predict_latency_during_slowloris(
-    url: str, image: bytes, connections: int = 3000, requests: int = 50
+    url: str, image: bytes, connections: int = 3000, duration_s: float = 10.0
 ) -> dict[str, float]:
-    """/predict p50/p99 (ms) of a normal client while ``connections`` silent ones are held."""
-    raise_fd_limit(connections + 256)
+    """/predict latency (ms) of a normal client, a new connection per request, for
+    ``duration_s`` while another process keeps ``connections`` slowloris connections open.
+
+    The attacker sends a request line and one header, never the end of the head, and opens a
+    new connection for each one the server closes (its head deadline), so the count stays up
+    for the whole measurement, as a real attacker's would. It runs in its own process, so that
+    its work does not slow this client's timing down.
+    """
+    context = multiprocessing.get_context("spawn")
+    stop, ready = context.Event(), context.Event()
+    report: multiprocessing.Queue[dict[str, float]] = context.Queue()
     host, port = _address(url)
-    held: list[socket.socket] = []
-    for _ in range(connections):
-        try:
-            held.append(socket.create_connection((host, port), timeout=5))
-        except OSError:
-            break
+    attacker = context.Process(
+        target=_hold_slowloris, args=(host, port, connections, stop, ready, report), daemon=True
+    )
+    attacker.start()
     timings: list[float] = []
     failures = 0
     try:
-        with httpx.Client(timeout=30) as client:
-            for _ in range(requests):
-                began = time.perf_counter()
-                try:
-                    answer = client.post(
-                        f"{url}/predict", content=image, headers={"content-type": "image/png"}
-                    )
-                    ok = answer.status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                if ok:
-                    timings.append((time.perf_counter() - began) * 1000)
-                else:
-                    failures += 1
+        ready.wait(timeout=60)
+        deadline = time.monotonic() + duration_s
+        while time.monotonic() < deadline:
+            began = time.perf_counter()
+            try:
+                answer = httpx.post(
+                    f"{url}/predict",
+                    content=image,
+                    headers={"content-type": "image/png"},
+                    timeout=30,
+                )
+                ok = answer.status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            if ok:
+                timings.append((time.perf_counter() - began) * 1000)
+            else:
+                failures += 1
     finally:
-        for sock in held:
-            sock.close()
+        stop.set()
+        held = report.get(timeout=60)
+        attacker.join(timeout=30)
     timings.sort()
     return {
-        "held": float(len(held)),
+        **held,
+        "requests": float(len(timings) + failures),
         "failures": float(failures),
         "p50_ms": statistics.median(timings) if timings else float("nan"),
         "p99_ms": timings[min(len(timings) - 1, int(len(timings) * 0.99))]
         if timings
         else float("nan"),
+        "max_ms": timings[-1] if timings else float("nan"),
     }
+
+
+def _hold_slowloris(
+    host: str,
+    port: int,
+    connections: int,
+    stop: EventType,
+    ready: EventType,
+    report: multiprocessing.Queue[dict[str, float]],
+) -> None:
+    """Keep ``connections`` unfinished request heads open until ``stop``; report the counts."""
+    raise_fd_limit(connections + 256)
+    held = selectors.DefaultSelector()
+    opened = closed_by_server = refused = 0
+    samples: list[int] = []
+    try:
+        while not stop.is_set():
+            # A socket the server answered (408) or closed becomes readable: replace it.
+            for key, _ in held.select(timeout=0):
+                held.unregister(key.fileobj)
+                key.fileobj.close()  # type: ignore[union-attr]
+                closed_by_server += 1
+            while len(held.get_map()) < connections and not stop.is_set():
+                try:
+                    sock = socket.create_connection((host, port), timeout=5)
+                    sock.sendall(b"GET / HTTP/1.1\r\nHost: attacker\r\n")
+                except OSError:
+                    refused += 1
+                    break
+                sock.setblocking(False)
+                held.register(sock, selectors.EVENT_READ)
+                opened += 1
+            if len(held.get_map()) >= connections:
+                ready.set()
+            if ready.is_set():  # the counts while the client is timed, not the ramp-up
+                samples.append(len(held.get_map()))
+            stop.wait(0.2)
+    finally:
+        ready.set()
+        for key in list(held.get_map().values()):
+            key.fileobj.close()  # type: ignore[union-attr]
+        held.close()
+        report.put(
+            {
+                "held_min": float(min(samples or [0])),
+                "held_mean": statistics.fmean(samples) if samples else 0.0,
+                "opened": float(opened),
+                "closed_by_server": float(closed_by_server),
+                "refused": float(refused),
+            }
+        )

@@ -7,7 +7,7 @@ import contextlib
 import gc
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -236,28 +236,38 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
 def _add_api_docs(app: FastAPI) -> None:
     """/docs (Swagger UI) and /redoc from the vendored files, never from a CDN."""
     app.mount(VENDOR_URL, StaticFiles(directory=STATIC_DIR / "vendor"), name="vendor")
+    favicon = "swagger-ui/favicon-32x32.png"
 
-    @app.get("/docs", include_in_schema=False)
-    async def swagger_ui(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "").rstrip("/")
+    def swagger_ui(root: str) -> HTMLResponse:
         return get_swagger_ui_html(
             openapi_url=f"{root}{app.openapi_url}",
             title=f"{app.title} - Swagger UI",
             swagger_js_url=f"{root}{VENDOR_URL}/swagger-ui/swagger-ui-bundle.js",
             swagger_css_url=f"{root}{VENDOR_URL}/swagger-ui/swagger-ui.css",
-            swagger_favicon_url=f"{root}{VENDOR_URL}/swagger-ui/favicon-32x32.png",
+            swagger_favicon_url=f"{root}{VENDOR_URL}/{favicon}",
         )
 
-    @app.get("/redoc", include_in_schema=False)
-    async def redoc(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "").rstrip("/")
+    def redoc(root: str) -> HTMLResponse:
+        # Without Google's fonts: the page fetches nothing from outside the service.
         return get_redoc_html(
             openapi_url=f"{root}{app.openapi_url}",
             title=f"{app.title} - ReDoc",
-            redoc_js_url=f"{root}{VENDOR_URL}/redoc/redoc.standalone.js",
-            redoc_favicon_url=f"{root}{VENDOR_URL}/swagger-ui/favicon-32x32.png",
             with_google_fonts=False,
+            redoc_js_url=f"{root}{VENDOR_URL}/redoc/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{VENDOR_URL}/{favicon}",
         )
+
+    for path, render in (("/docs", swagger_ui), ("/redoc", redoc)):
+        _add_page(app, path, render)
+
+
+def _add_page(app: FastAPI, path: str, render: Callable[[str], HTMLResponse]) -> None:
+    """``GET path``, rendered for the root path a proxy mounts the app under."""
+
+    async def page(request: Request) -> HTMLResponse:
+        return render(request.scope.get("root_path", "").rstrip("/"))
+
+    app.add_api_route(path, page, methods=["GET"], include_in_schema=False)
 
 
 def __getattr__(name: str) -> FastAPI:

@@ -11,7 +11,8 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from sepconv_contract.schemas import BatchPredictResponse, PredictResponse
 from service.api.deps import StateDep
 from service.api.openapi import BATCH_BODY, ERRORS, IMAGE_BODY
-from service.core.prediction import answer_response, classify, decode_upload
+from service.core.prediction import classify, decode_upload
+from service.edge.one_image import answer_one_image
 from service.edge.queries import MODEL, PREVIEW, RUNTIME, TOP_K, PredictQuery
 from service.edge.uploads import read_images, read_one_image
 from service.errors import ApiError, in_file
@@ -45,21 +46,7 @@ ROUTE_OPTIONS: dict[str, Any] = {"response_model_exclude_none": True, "responses
 @router.post("", response_model=PredictResponse, openapi_extra=IMAGE_BODY, **ROUTE_OPTIONS)
 async def predict(request: Request, state: StateDep, query: QueryDep) -> Response:
     """Classify one image with every model (or one), side by side."""
-    started = time.perf_counter()
-    # An unknown model: 404 before the upload; a runtime it lacks: 409.
-    entries = state.inference.select(query.model, query.runtime)
-    data = await read_one_image(request)
-    decoded, decode_ms = await decode_upload(
-        data,
-        state.settings.max_image_pixels,
-        state.decode_budget,
-        request.receive,
-        tracing=state.inference.tracing,
-    )
-    answer = await classify(
-        state.inference, decoded, decode_ms, entries, query.top_k, query.preview, started
-    )
-    return answer_response(answer)
+    return await answer_one_image(state, query, lambda: read_one_image(request), request.receive)
 
 
 @router.post(

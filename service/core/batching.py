@@ -27,7 +27,7 @@ import numpy.typing as npt
 
 from service.core.engines import Engine
 from service.errors import engine_error, not_ready
-from service.process.tracing import NO_TRACING, QueuedTrace, Tracing
+from service.process.tracing import NO_TRACING, EngineCall, QueuedTrace, Tracing
 
 logger = logging.getLogger("sepconv.batching")
 
@@ -291,14 +291,11 @@ class MicroBatcher:
         self, batch: list[_Pending], engine_started_ns: int, error: Exception | None
     ) -> None:
         try:
+            call = EngineCall(
+                self.name, self.engine.runtime, len(batch), engine_started_ns, time.time_ns(), error
+            )
             self.tracing.record_batch(
-                [item.trace for item in batch if item.trace is not None],
-                model=self.name,
-                runtime=self.engine.runtime,
-                batch_size=len(batch),
-                engine_started_ns=engine_started_ns,
-                engine_ended_ns=time.time_ns(),
-                error=error,
+                [item.trace for item in batch if item.trace is not None], call
             )
         except Exception:  # noqa: BLE001 - a tracing fault must not fail the answers
             logger.exception("recording the batch's spans failed", extra={"model": self.name})

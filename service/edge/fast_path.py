@@ -14,15 +14,14 @@ access log apply to both paths alike.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.core.prediction import answer_response, classify, decode_upload
 from service.edge.content_types import is_raw_image, scope_media_type
 from service.edge.envelope import envelope_response
+from service.edge.one_image import answer_one_image
 from service.edge.queries import MODEL, PREVIEW, RUNTIME, TOP_K, PredictQuery
 from service.errors import ApiError, client_closed_request, empty_body
 from service.process.state import ServiceState
@@ -92,22 +91,8 @@ class FastPredictPath:
     async def _predict(
         self, query: PredictQuery, scope: Scope, receive: Receive, send: Send
     ) -> None:
-        started = time.perf_counter()
-        state = self.state
-        # An unknown model: 404 before the upload; a runtime it lacks: 409.
-        entries = state.inference.select(query.model, query.runtime)
-        data = await _read_body(receive)
-        decoded, decode_ms = await decode_upload(
-            data,
-            state.settings.max_image_pixels,
-            state.decode_budget,
-            receive,
-            tracing=state.inference.tracing,
-        )
-        answer = await classify(
-            state.inference, decoded, decode_ms, entries, query.top_k, query.preview, started
-        )
-        await answer_response(answer)(scope, receive, send)
+        response = await answer_one_image(self.state, query, lambda: _read_body(receive), receive)
+        await response(scope, receive, send)
 
 
 async def _read_body(receive: Receive) -> bytes:

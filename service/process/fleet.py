@@ -86,20 +86,20 @@ def pinned_versions() -> dict[str, int]:
 def worker_environment(role: str | None, pins: Mapping[str, int] | None) -> Iterator[None]:
     """The environment a worker started inside this block inherits (spawn copies it)."""
     saved = {name: os.environ.get(name) for name in (ROLE_ENV, PINNED_VERSIONS_ENV)}
-    wanted = {ROLE_ENV: role, PINNED_VERSIONS_ENV: json.dumps(dict(pins)) if pins else None}
+    _set_environment({ROLE_ENV: role, PINNED_VERSIONS_ENV: json.dumps(dict(pins)) if pins else None})
     try:
-        for name, value in wanted.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
         yield
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        _set_environment(saved)
+
+
+def _set_environment(values: Mapping[str, str | None]) -> None:
+    """Each variable set to its value, or unset where the value is None."""
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def write_report(folder: Path, report: WorkerReport) -> None:

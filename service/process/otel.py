@@ -31,6 +31,7 @@ from service.process.tracing import (
     QUEUE,
     RUNTIME,
     Attributes,
+    EngineCall,
     QueuedTrace,
     Tracing,
 )
@@ -87,35 +88,29 @@ class OpenTelemetryTracing(Tracing):
     def enqueue(self) -> QueuedTrace:
         return QueuedTrace(otel_context.get_current(), time.time_ns())
 
-    def record_batch(
-        self,
-        traces: Sequence[QueuedTrace],
-        *,
-        model: str,
-        runtime: str,
-        batch_size: int,
-        engine_started_ns: int,
-        engine_ended_ns: int,
-        error: BaseException | None = None,
-    ) -> None:
+    def record_batch(self, traces: Sequence[QueuedTrace], call: EngineCall) -> None:
         # One engine span per request, not one batch span linked to each: trace views (Jaeger,
         # Tempo, Zipkin) draw a request's own spans in its waterfall, while a link is a
         # footnote to follow by hand, so a linked batch span would leave a gap where the time
         # went. The spans share their start and end, and batch_size says how many they are.
-        queue_attributes: Attributes = {MODEL: model}
-        engine_attributes: Attributes = {MODEL: model, RUNTIME: runtime, BATCH_SIZE: batch_size}
+        queue_attributes: Attributes = {MODEL: call.model}
+        engine_attributes: Attributes = {
+            MODEL: call.model,
+            RUNTIME: call.runtime,
+            BATCH_SIZE: call.batch_size,
+        }
         for queued in traces:
             parent = queued.context if isinstance(queued.context, Context) else None
             self.tracer.start_span(
                 QUEUE, parent, attributes=queue_attributes, start_time=queued.enqueued_ns
-            ).end(end_time=engine_started_ns)
+            ).end(end_time=call.started_ns)
             engine = self.tracer.start_span(
-                ENGINE, parent, attributes=engine_attributes, start_time=engine_started_ns
+                ENGINE, parent, attributes=engine_attributes, start_time=call.started_ns
             )
-            if error is not None:
-                engine.record_exception(error)
-                engine.set_status(Status(StatusCode.ERROR, type(error).__name__))
-            engine.end(end_time=engine_ended_ns)
+            if call.error is not None:
+                engine.record_exception(call.error)
+                engine.set_status(Status(StatusCode.ERROR, type(call.error).__name__))
+            engine.end(end_time=call.ended_ns)
 
     def instrument(self, app: FastAPI) -> None:
         # It wraps Starlette's whole middleware stack, so the raw-body fast path (a middleware

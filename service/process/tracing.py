@@ -49,6 +49,18 @@ class QueuedTrace:
     enqueued_ns: int  # time.time_ns(), the clock spans are stamped with
 
 
+@dataclass(frozen=True, slots=True)
+class EngineCall:
+    """One engine call of a batch, as its requests' spans describe it."""
+
+    model: str
+    runtime: str
+    batch_size: int
+    started_ns: int  # time.time_ns()
+    ended_ns: int
+    error: BaseException | None = None
+
+
 class Tracing:
     """Tracing off: every hook does nothing. ``service.process.otel`` overrides them all."""
 
@@ -64,17 +76,7 @@ class Tracing:
         """The current request's context, taken as it joins a queue; None when off."""
         return None
 
-    def record_batch(
-        self,
-        traces: Sequence[QueuedTrace],
-        *,
-        model: str,
-        runtime: str,
-        batch_size: int,
-        engine_started_ns: int,
-        engine_ended_ns: int,
-        error: BaseException | None = None,
-    ) -> None:
+    def record_batch(self, traces: Sequence[QueuedTrace], call: EngineCall) -> None:
         """One engine call, seen by each request it served: a ``queue`` span (enqueued until
         the call started) and an ``engine`` span (the call), both in that request's trace."""
 

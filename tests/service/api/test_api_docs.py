@@ -10,22 +10,13 @@ from urllib.parse import urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from service.main import STATIC_DIR, create_app
 from service.process.settings import Settings
+from tests.helpers.browser import TIMEOUT_MS
 from tests.helpers.servers import live_server
-from tests.helpers.tools import require_executable
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-TIMEOUT_MS = 30_000
 VENDORED = [
     "/static/vendor/swagger-ui/swagger-ui-bundle.js",
     "/static/vendor/swagger-ui/swagger-ui.css",
@@ -71,17 +62,6 @@ def test_api_docs_vendored_files_keep_their_licences() -> None:
 def base_url(exported_models: Path) -> Iterator[str]:
     with live_server(Settings(model_dir=exported_models)) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    require_executable("chromium", "apt-get install chromium", path=CHROMIUM)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        yield chromium
-        chromium.close()
 
 
 def open_docs(browser: Browser, url: str, requested: list[str], errors: list[str]) -> Page:

@@ -16,34 +16,16 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from tests.helpers import REPOSITORY
-from tests.helpers.tools import require_executable
+from tests.helpers.browser import assert_not_busy, open_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.network]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = REPOSITORY / "test-artifacts"
 MODELS = ("regular", "separable")
 LATENCY = re.compile(r"^\d+(\.\d+)? ms$")
-TIMEOUT_MS = 30_000  # generous: a training job may be sharing the CPUs
-
-
-@pytest.fixture(scope="module", autouse=True)
-def chromium() -> Path:
-    return require_executable("chromium", "apt-get install chromium", path=CHROMIUM)
-
-
-# Assertions wait as long as actions do (their own default is 5 s).
-expect.set_options(timeout=TIMEOUT_MS)
 
 
 def png_bytes(path: Path, width: int = 48, height: int = 40) -> bytes:
@@ -97,47 +79,11 @@ def base_url(model_dir: Path) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        yield chromium
-        chromium.close()
-
-
-def open_page(
-    browser: Browser, base_url: str, script_errors: list[str], width: int = 1100, height: int = 900
-) -> Page:
-    """A fresh page on the app; uncaught script errors are collected in ``script_errors``."""
-    context = browser.new_context(viewport={"width": width, "height": height})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    page.on("pageerror", lambda error: script_errors.append(str(error)))
-    page.goto(base_url)
-    return page
-
-
-@pytest.fixture
-def page(browser: Browser, base_url: str) -> Iterator[Page]:
-    script_errors: list[str] = []
-    page = open_page(browser, base_url, script_errors)
-    yield page
-    page.context.close()
-    assert script_errors == [], f"the page raised script errors: {script_errors}"
-
-
 def screenshot(page: Page, name: str) -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / name
     page.screenshot(path=str(path), full_page=True)
     return path
-
-
-def assert_not_busy(page: Page) -> None:
-    expect(page.locator(".spinner:visible")).to_have_count(0)
-    expect(page.locator("[aria-busy=true]")).to_have_count(0)
 
 
 def test_web_page_predict_shows_both_models_as_the_api_answers(

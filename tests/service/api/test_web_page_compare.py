@@ -16,25 +16,19 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from sepconv_contract import read_metadata, write_metadata
 from service.process.admission import LOCK_FILE
 from service.process.settings import Settings
+from tests.helpers.browser import assert_not_busy
 from tests.helpers.servers import live_server
 from tests.service.api.test_compare import paired_metadata
 from tests.service.api.test_compare_admission import held_elsewhere
-from tests.service.api.test_web_page import (
-    MODELS,
-    assert_not_busy,
-    browser,
-    chromium,
-    open_page,
-    ship_histories,
-)
+from tests.service.api.test_web_page import MODELS, ship_histories
 
+PAGE_TAB = "Compare"  # the tab the shared ``page`` fixture opens (conftest.py)
 pytestmark = [pytest.mark.browser, pytest.mark.network]
-__all__ = ["browser", "chromium"]  # fixtures shared with the page's other tests
 
 BUDGET_S = 5.0
 WAIT_S = 20.0
@@ -71,16 +65,6 @@ def base_url(
     )
     with live_server(settings) as url:
         yield url
-
-
-@pytest.fixture
-def page(browser: Browser, base_url: str) -> Iterator[Page]:
-    script_errors: list[str] = []
-    page = open_page(browser, base_url, script_errors)
-    page.get_by_role("tab", name="Compare").click()
-    yield page
-    page.context.close()
-    assert script_errors == [], f"the page raised script errors: {script_errors}"
 
 
 def run(page: Page, repeats: str, batch_size: str = "1") -> None:

@@ -11,14 +11,15 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Locator, Page, Route, expect
+from playwright.sync_api import Locator, Page, Route, expect
 
 from service.process.settings import Settings
+from tests.helpers.browser import assert_not_busy
 from tests.helpers.servers import live_server
-from tests.service.api.test_web_page import MODELS, assert_not_busy, browser, chromium, open_page
+from tests.service.api.test_web_page import MODELS
 
+PAGE_TAB = "Compare"  # the tab the shared ``page`` fixture opens (conftest.py)
 pytestmark = [pytest.mark.browser, pytest.mark.network, pytest.mark.slow]
-__all__ = ["browser", "chromium"]  # fixtures shared with the page's other tests
 
 # Loaded beside the serving runtime (tensorflow); onnxruntime and litert are exported, not loaded.
 LOADED = ["tensorflow", "onnxruntime-int8", "litert-int8"]
@@ -40,16 +41,6 @@ def base_url(
     )
     with live_server(settings) as url:
         yield url
-
-
-@pytest.fixture
-def page(browser: Browser, base_url: str) -> Iterator[Page]:
-    script_errors: list[str] = []
-    page = open_page(browser, base_url, script_errors)
-    page.get_by_role("tab", name="Compare").click()
-    yield page
-    page.context.close()
-    assert script_errors == [], f"the page raised script errors: {script_errors}"
 
 
 # The page's number formats (service/static/ui.js): toFixed rounds the exact binary value,

@@ -11,6 +11,7 @@ import pytest
 
 from service.core.batching import BatchResult, MicroBatcher, QueueFull
 from service.core.engines import TensorFlowEngine
+from tests.helpers.batching import submit_together
 from tests.helpers.images import sample_pixels
 
 TOLERANCE = 1e-5
@@ -39,26 +40,7 @@ async def wait_for_depth(batcher: MicroBatcher, depth: int) -> None:
 
 
 def test_batcher_concurrent_submits_share_engine_calls(engine: TensorFlowEngine) -> None:
-    batches: list[int] = []
-
-    async def run() -> list[BatchResult]:
-        with ThreadPoolExecutor(max_workers=1) as executor:
-            batcher = MicroBatcher(
-                "separable",
-                engine,
-                executor,
-                max_batch_size=8,
-                batch_timeout_ms=5,
-                max_queue=64,
-                observe=lambda name, size, latency_ms: batches.append(size),
-            )
-            batcher.start()
-            try:
-                return await asyncio.gather(*(batcher.submit(p) for p in images(16)))
-            finally:
-                await batcher.stop()
-
-    results = asyncio.run(run())
+    results, batches = submit_together(engine, images(16))
 
     assert len(results) == 16
     assert any(result.batch_size > 1 for result in results)

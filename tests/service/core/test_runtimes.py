@@ -3,21 +3,19 @@ the serving runtime, and a broken artifact of one runtime failing that runtime a
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from service.core.batching import BatchResult, MicroBatcher
 from service.core.engines import RUNTIMES, open_engine
 from service.errors import ApiError
 from service.process.settings import Settings
 from tests.helpers.apps import ready_client
+from tests.helpers.batching import submit_together
 from tests.helpers.images import sample_pixels
 from tests.helpers.runtimes import ARTIFACT_RUNTIMES, write_runtime_models
 
@@ -60,27 +58,7 @@ def client(broken_litert_int8: Path) -> Iterator[TestClient]:
 def test_runtime_batched_answers_equal_single_ones(runtime_models: Path, runtime: str) -> None:
     engine = open_engine(runtime_models / "separable" / "1", runtime, threads=1)
     pixels = [sample_pixels(seed, width=32, height=32) for seed in range(12)]
-    sizes: list[int] = []
-
-    async def run() -> list[BatchResult]:
-        with ThreadPoolExecutor(max_workers=1) as executor:
-            batcher = MicroBatcher(
-                "separable",
-                engine,
-                executor,
-                max_batch_size=8,
-                batch_timeout_ms=5,
-                max_queue=64,
-                num_classes=10,
-                observe=lambda name, size, latency_ms: sizes.append(size),
-            )
-            batcher.start()
-            try:
-                return await asyncio.gather(*(batcher.submit(p) for p in pixels))
-            finally:
-                await batcher.stop()
-
-    results = asyncio.run(run())
+    results, sizes = submit_together(engine, pixels, num_classes=10)
     assert max(sizes) > 1, sizes  # the requests really shared engine calls
     for image, result in zip(pixels, results, strict=True):
         single = engine.predict(image[np.newaxis].astype(np.float32))[0]

@@ -57,13 +57,20 @@ def test_scan_bomb_is_refused_before_decoding_on_every_route(client: TestClient)
 def test_decode_budget_taken_answers_503_with_retry_after(client: TestClient) -> None:
     image = deep_png()  # 78 KB, about 92 MiB to decode: one at a time fits the budget
 
-    def send(delay_s: float) -> httpx.Response:
-        time.sleep(delay_s)
+    budget = client.app.state.sepconv.decode_budget  # type: ignore[attr-defined]
+
+    def send(after_first_holds_the_budget: bool) -> httpx.Response:
+        # The second upload is sent once the first decode holds its memory, however slowly the
+        # first one got there on a busy machine.
+        deadline = time.monotonic() + 20
+        while after_first_holds_the_budget and budget.in_use_bytes == 0:
+            assert time.monotonic() < deadline, "the first decode never took the budget"
+            time.sleep(0.005)
         response: httpx.Response = client.post("/predict", content=image, headers=RAW)
         return response
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        first, second = pool.map(send, [0.0, 0.15])
+        first, second = pool.map(send, [False, True])
 
     assert first.status_code == 200, first.text
     message = assert_error(second, 503, "OVERLOADED")
