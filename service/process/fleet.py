@@ -55,9 +55,7 @@ def report_of(registry: ModelRegistry, strict: bool, pid: int) -> WorkerReport:
     }
     ready = registry.is_ready(strict) and not set(registry.pinned_versions) & set(problems)
     versions = {
-        entry.name: entry.version
-        for entry in registry.ready_entries()
-        if entry.version is not None
+        entry.name: entry.version for entry in registry.ready_entries() if entry.version is not None
     }
     return WorkerReport(pid=pid, ready=ready, versions=versions, problems=problems)
 
@@ -86,7 +84,9 @@ def pinned_versions() -> dict[str, int]:
 def worker_environment(role: str | None, pins: Mapping[str, int] | None) -> Iterator[None]:
     """The environment a worker started inside this block inherits (spawn copies it)."""
     saved = {name: os.environ.get(name) for name in (ROLE_ENV, PINNED_VERSIONS_ENV)}
-    _set_environment({ROLE_ENV: role, PINNED_VERSIONS_ENV: json.dumps(dict(pins)) if pins else None})
+    _set_environment(
+        {ROLE_ENV: role, PINNED_VERSIONS_ENV: json.dumps(dict(pins)) if pins else None}
+    )
     try:
         yield
     finally:

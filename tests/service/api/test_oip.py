@@ -29,8 +29,6 @@ MODEL = "separable"
 IMAGES = [image_bytes("PNG", seed=11), image_bytes("JPEG", seed=12), image_bytes("PNG", seed=13)]
 
 
-
-
 @pytest.fixture(scope="module")
 def server_url(exported_models: Any) -> Iterator[str]:
     settings = Settings(model_dir=exported_models, warmup_runs=1)
