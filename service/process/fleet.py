@@ -126,7 +126,7 @@ def live_reports(folder: Path) -> list[WorkerReport]:
     reports = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         report = read_report(folder, int(path.stem)) if path.stem.isdigit() else None
-        if report is not None and _running(report.pid):
+        if report is not None and worker_running(report.pid):
             reports.append(report)
     return reports
 
@@ -140,14 +140,14 @@ def differing_versions(reports: list[WorkerReport]) -> dict[str, list[int]]:
     return {name: sorted(found) for name, found in sorted(served.items()) if len(found) > 1}
 
 
-def _running(pid: int) -> bool:
+def worker_running(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie, exited but not yet reaped, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # someone else's process: it runs
         return True
-    # A zombie (exited, not yet reaped by the supervisor) serves nothing.
     with contextlib.suppress(OSError):
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     return True

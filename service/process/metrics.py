@@ -21,6 +21,8 @@ from prometheus_client import (
     multiprocess,
 )
 
+from service.process.fleet import worker_running
+
 MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 LATENCY_BUCKETS = (
@@ -132,18 +134,8 @@ def forget_dead_workers(folder: Path) -> None:
     """
     pids = {int(match.group(1)) for match in map(_LIVE_GAUGE.match, os.listdir(folder)) if match}
     for pid in pids - {os.getpid()}:
-        if not _alive(pid):
+        if not worker_running(pid):
             multiprocess.mark_process_dead(pid, str(folder))  # type: ignore[no-untyped-call]
 
 
 _LIVE_GAUGE = re.compile(r"^gauge_live\w+_(\d+)\.db$")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, but someone else's
-        return True
-    return True
