@@ -96,7 +96,12 @@ def configure_logging(level: str) -> None:
 # absl's banner before its logging is set up (TF_CPP_MIN_LOG_LEVEL does not reach it) and the
 # CUDA stubs saying there is no GPU. On a host with an NVIDIA driver a failed cuInit is real,
 # so that line is dropped only where no driver is installed.
-_ALWAYS_NOISE = ("All log messages before absl::InitializeLog() is called",)
+_ALWAYS_NOISE = (
+    "All log messages before absl::InitializeLog() is called",
+    # TensorFlow's INFO banner on CPUs where oneDNN's custom operations are on; TensorFlow 2.21
+    # prints it whatever TF_CPP_MIN_LOG_LEVEL says.
+    "oneDNN custom operations are on",
+)
 _NO_DRIVER_NOISE = ("Could not find cuda drivers on your machine", "failed call to cuInit")
 NVIDIA_DRIVER = Path("/proc/driver/nvidia/version")
 
