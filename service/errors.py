@@ -332,3 +332,11 @@ def not_ready(
 ) -> ApiError:
     """The service, or the model asked for, cannot answer yet (loading, failed, stopping)."""
     return ApiError(503, "NOT_READY", message, headers=_retry_after(retry_after_s), details=details)
+
+
+def stopped_before_answer() -> ApiError:
+    """The server stopped (its graceful shutdown period ended) while this request still ran."""
+    return not_ready(
+        "the server stopped before this request finished: its graceful shutdown period "
+        "ended; retry, and another instance, or this one restarted, will answer"
+    )

@@ -77,7 +77,8 @@ def run_rounds(
 
     warmed = 0
     spent = False
-    while warmed < warmup_rounds and not spent:
+    # A flag set mid-round ends the warm-up too, not only the round (it would spin otherwise).
+    while warmed < warmup_rounds and not spent and not stop.is_set():
         for call in calls:
             if stop.is_set() or time.perf_counter() >= deadline:
                 spent = not stop.is_set()

@@ -18,7 +18,13 @@ from collections.abc import Callable
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.edge.envelope import error_response
-from service.errors import ApiError, internal_error, payload_too_large, request_timeout
+from service.errors import (
+    ApiError,
+    internal_error,
+    payload_too_large,
+    request_timeout,
+    stopped_before_answer,
+)
 from service.process.metrics import ServiceMetrics
 
 logger = logging.getLogger("sepconv.access")
@@ -102,6 +108,15 @@ class RequestContextMiddleware:
             if response_started:
                 raise
             await self._refuse(send_with_id, error, request_id, scope)
+        except asyncio.CancelledError:
+            # uvicorn cancels the requests still running when its graceful shutdown period
+            # (SEPCONV_GRACEFUL_TIMEOUT_S) ends, and would answer them with a bare
+            # "Internal Server Error". Nothing is wrong with such a request: tell its client
+            # to retry, in the envelope, and let the task end as handled.
+            if response_started:
+                raise
+            _uncancel()
+            await self._refuse(send_with_id, stopped_before_answer(), request_id, scope)
         except Exception:
             # A bug, not a client's mistake. Answered here rather than by Starlette's outer
             # error layer so that the 500 carries X-Request-ID like every other answer.
@@ -167,6 +182,14 @@ class RequestContextMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": response.body})
+
+
+def _uncancel() -> None:
+    """Mark this task's cancellation handled (3.11+), so an outer ``asyncio.timeout`` or
+    ``TaskGroup`` does not take it for its own."""
+    task = asyncio.current_task()
+    if task is not None and sys.version_info >= (3, 11):
+        task.uncancel()
 
 
 async def _within(receive: Receive, seconds: float) -> Message:

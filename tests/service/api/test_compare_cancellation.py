@@ -62,6 +62,28 @@ def test_run_rounds_stops_between_calls_once_cancelled() -> None:
     assert calls == 5 and [len(s) for s in rounds.samples] == [1, 1]  # whole rounds only
 
 
+def test_run_rounds_cancelled_mid_warmup_round_returns() -> None:
+    # It spun forever once: the flag ended the round, and the warm-up loop began the next.
+    cancel = threading.Event()
+    calls = 0
+
+    def call() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 3:  # the second warm-up round's first call
+            cancel.set()
+
+    finished = threading.Event()
+
+    def warm_up() -> None:
+        run_rounds([call, call], max_rounds=10, warmup_rounds=100, cancel=cancel)
+        finished.set()
+
+    threading.Thread(target=warm_up, daemon=True).start()
+    assert finished.wait(timeout=5), "run_rounds kept running after its flag was set"
+    assert calls == 3
+
+
 def test_run_rounds_rests_for_its_duty_cycle_and_a_cancel_ends_the_rest() -> None:
     log: list[str] = []
     rounds = run_rounds([sleeper(0.02, log)], max_rounds=10, duty=0.5)
