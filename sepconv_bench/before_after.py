@@ -1,6 +1,7 @@
-"""The served hot path of two checkouts in one sitting, alternating: raw-body
-``POST /predict?model=M&top_k=1``, one worker each, wrk at concurrency 1 and 32, 10 s a cell,
-two rounds in opposite orders. Each checkout serves its own committed models.
+"""The served hot path of two checkouts in one sitting: raw-body ``POST /predict?model=M&top_k=1``,
+one worker each, both up at once, wrk at concurrency 1 and 32, 10 s a run, each cell run on both
+back to back in alternating orders (``--rounds`` pairs). Each checkout serves its own committed
+models (or both the folder ``--models`` names).
 
     git worktree add /tmp/before d72e7df     # the last commit before the restructuring
     python -m sepconv_bench.before_after --before /tmp/before --out before-after.json
@@ -33,11 +34,13 @@ LAUNCH = (
 )
 
 
-def start(root: Path, before: bool) -> tuple[subprocess.Popen[bytes], str]:
+def start(
+    root: Path, before: bool, models: Path | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {
         **os.environ,
-        "SEPCONV_MODEL_DIR": str(root / "models"),
+        "SEPCONV_MODEL_DIR": str(models or root / "models"),
         "SEPCONV_PORT": str(port),
         "SEPCONV_HOST": "127.0.0.1",
         "SEPCONV_WORKERS": "1",
@@ -66,21 +69,32 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--before", type=Path, required=True, help="the older checkout")
     parser.add_argument("--out", type=Path, default=Path("before-after.json"))
+    parser.add_argument("--rounds", type=int, default=2, help="pairs of runs of every cell")
+    parser.add_argument(
+        "--models",
+        type=Path,
+        help="serve this model folder from both checkouts (tells the code's cost from the models')",
+    )
     args = parser.parse_args(argv)
     body = sample_image()
     rows: list[dict[str, object]] = []
-    order = [("before", args.before), ("after", AFTER)]
-    for round_ in range(2):
-        for label, root in order if round_ == 0 else order[::-1]:
-            process, url = start(root, before=label == "before")
-            try:
-                for model in ("regular", "separable"):
-                    for concurrency in (1, 32):
+    servers: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+    try:
+        # Both up at once, each idle while the other is measured: a cell's two runs are
+        # seconds apart, so the machine's drift (10-20% over minutes on 2 cores) cancels in
+        # their ratio, and the order within a pair alternates from round to round.
+        servers["before"] = start(args.before, before=True, models=args.models)
+        servers["after"] = start(AFTER, before=False, models=args.models)
+        for round_ in range(args.rounds):
+            for model in ("regular", "separable"):
+                for concurrency in (1, 32):
+                    labels = ["before", "after"] if round_ % 2 == 0 else ["after", "before"]
+                    for label in labels:
+                        url = servers[label][1]
                         result = run_load(
                             f"{url}/predict?model={model}&top_k=1", model, concurrency, 10, body
                         ).as_dict()
-                        row = {"version": label, "round": round_, **result}
-                        rows.append(row)
+                        rows.append({"version": label, "round": round_, **result})
                         print(
                             f"{label:<6} r{round_} {model:<10} c={concurrency:<3} "
                             f"{result['requests_per_second']:8.1f} req/s "
@@ -88,10 +102,11 @@ def main(argv: list[str] | None = None) -> int:
                             f"non-200 {result['non_200']}",
                             flush=True,
                         )
-            finally:
-                process.terminate()
-                process.wait(30)
-    body.unlink(missing_ok=True)
+    finally:
+        for process, _ in servers.values():
+            process.terminate()
+            process.wait(30)
+        body.unlink(missing_ok=True)
     args.out.write_text(json.dumps(rows, indent=1))
     return 0
 
