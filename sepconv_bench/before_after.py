@@ -1,7 +1,9 @@
 """The served hot path of two checkouts in one sitting: raw-body ``POST /predict?model=M&top_k=1``,
 one worker each, both up at once, wrk at concurrency 1 and 32, 10 s a run, each cell run on both
 back to back in alternating orders (``--rounds`` pairs). Each checkout serves its own committed
-models (or both the folder ``--models`` names).
+models (or both the folder ``--models`` names). Beside wrk's figures each run records the server's
+CPU time per request, which a busy host's stolen time (up to half of it on this 2-core machine)
+does not inflate the way it does latency and throughput.
 
     git worktree add /tmp/before d72e7df     # the last commit before the restructuring
     python -m sepconv_bench.before_after --before /tmp/before --out before-after.json
@@ -65,6 +67,13 @@ def start(
     raise SystemExit(f"{root} never became ready")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process and its threads (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # utime and stime are the stat file's 14th and 15th fields; fields[0] here is the 3rd.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--before", type=Path, required=True, help="the older checkout")
@@ -90,16 +99,26 @@ def main(argv: list[str] | None = None) -> int:
                 for concurrency in (1, 32):
                     labels = ["before", "after"] if round_ % 2 == 0 else ["after", "before"]
                     for label in labels:
-                        url = servers[label][1]
+                        process, url = servers[label]
+                        cpu_before = cpu_seconds(process.pid)
                         result = run_load(
                             f"{url}/predict?model={model}&top_k=1", model, concurrency, 10, body
                         ).as_dict()
-                        rows.append({"version": label, "round": round_, **result})
+                        requests = max(int(str(result["requests"])), 1)
+                        cpu_ms = (cpu_seconds(process.pid) - cpu_before) * 1000 / requests
+                        rows.append(
+                            {
+                                "version": label,
+                                "round": round_,
+                                **result,
+                                "server_cpu_ms_per_request": round(cpu_ms, 3),
+                            }
+                        )
                         print(
                             f"{label:<6} r{round_} {model:<10} c={concurrency:<3} "
                             f"{result['requests_per_second']:8.1f} req/s "
                             f"p50 {result['p50_ms']:7.2f} p99 {result['p99_ms']:7.2f} "
-                            f"non-200 {result['non_200']}",
+                            f"cpu/request {cpu_ms:6.2f} ms non-200 {result['non_200']}",
                             flush=True,
                         )
     finally:

@@ -58,13 +58,10 @@ class BatchPredictResponse(Schema):
     count: int
 
 
-class RuntimeInfo(Schema):
-    """One runtime's artifact of a model: its size, what it scores, and whether it is loaded."""
+class RuntimeAccuracy(Schema):
+    """What one runtime's artifact of a model scored on the test split when it was exported
+    (``metadata.json`` ``runtimes``): the accuracy this runtime serves, not the SavedModel's."""
 
-    runtime: str = Field(description="tensorflow, onnxruntime, onnxruntime-int8, litert, ...")
-    file: str | None = Field(None, description="The artifact in the version folder")
-    precision: Literal["float32", "int8"] | None = None
-    size_bytes: int | None = None
     test_accuracy: float | None = None
     test_accuracy_interval: Interval | None = Field(
         None, description="95% Wilson interval of the test accuracy"
@@ -74,6 +71,15 @@ class RuntimeInfo(Schema):
         None,
         description="Share of the test images on which its top-1 class is the fp32 SavedModel's",
     )
+
+
+class RuntimeInfo(RuntimeAccuracy):
+    """One runtime's artifact of a model: its size, what it scores, and whether it is loaded."""
+
+    runtime: str = Field(description="tensorflow, onnxruntime, onnxruntime-int8, litert, ...")
+    file: str | None = Field(None, description="The artifact in the version folder")
+    precision: Literal["float32", "int8"] | None = None
+    size_bytes: int | None = None
     loaded: bool = Field(
         False, description="Loaded in this service: /predict?runtime= and /compare can use it"
     )
@@ -140,21 +146,6 @@ class LatencyStats(Schema):
 class ComparePrediction(Schema):
     label: str
     confidence: float
-
-
-class RuntimeAccuracy(Schema):
-    """What one runtime's artifact of a model scored on the test split when it was exported
-    (``metadata.json`` ``runtimes``): the accuracy this runtime serves, not the SavedModel's."""
-
-    test_accuracy: float | None = None
-    test_accuracy_interval: Interval | None = Field(
-        None, description="95% Wilson interval of the test accuracy"
-    )
-    test_images: int | None = None
-    agreement: float | None = Field(
-        None,
-        description="Share of the test images on which its top-1 class is the fp32 SavedModel's",
-    )
 
 
 class CompareEntry(Schema):
