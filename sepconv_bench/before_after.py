@@ -26,6 +26,7 @@ import httpx
 
 from sepconv_bench.cli import sample_image
 from sepconv_bench.http_load import run_load
+from sepconv_bench.proc_stats import cpu_seconds
 from sepconv_bench.server import free_port
 
 AFTER = Path(__file__).resolve().parents[1]
@@ -67,13 +68,6 @@ def start(
     raise SystemExit(f"{root} never became ready")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process and its threads (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    # utime and stime are the stat file's 14th and 15th fields; fields[0] here is the 3rd.
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--before", type=Path, required=True, help="the older checkout")
@@ -101,11 +95,13 @@ def main(argv: list[str] | None = None) -> int:
                     for label in labels:
                         process, url = servers[label]
                         cpu_before = cpu_seconds(process.pid)
-                        result = run_load(
+                        load = run_load(
                             f"{url}/predict?model={model}&top_k=1", model, concurrency, 10, body
-                        ).as_dict()
-                        requests = max(int(str(result["requests"])), 1)
-                        cpu_ms = (cpu_seconds(process.pid) - cpu_before) * 1000 / requests
+                        )
+                        cpu_ms = (
+                            (cpu_seconds(process.pid) - cpu_before) * 1000 / max(load.requests, 1)
+                        )
+                        result = load.as_dict()
                         rows.append(
                             {
                                 "version": label,

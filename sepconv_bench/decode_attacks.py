@@ -20,11 +20,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import httpx
 from PIL import Image
+
+from sepconv_bench.proc_stats import cpu_seconds, rss_bytes
 
 MiB = 1024 * 1024
 
@@ -129,20 +130,6 @@ WORST_CASES: dict[str, Callable[[], bytes]] = {
     "JPEG 6324x6324 4:4:4 of 64 scans": lambda: scan_bomb_jpeg(6324, 6324, 63, 0),
     "PNG of 60 zTXt chunks of 1 MiB": ztxt_bomb_png,
 }
-
-
-def rss_bytes(pid: int) -> int:
-    """The resident memory of process ``pid`` (Linux ``/proc``)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"/proc/{pid}/status has no VmRSS line; is this Linux?")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time process ``pid`` has used (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)

@@ -15,23 +15,16 @@ import statistics
 import time
 from dataclasses import dataclass
 from multiprocessing.synchronize import Event as EventType
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+
+from sepconv_bench.proc_stats import rss_bytes
 
 
 def _address(url: str) -> tuple[str, int]:
     parts = urlsplit(url)
     return parts.hostname or "127.0.0.1", parts.port or 80
-
-
-def rss_bytes(pid: int) -> int:
-    """Resident memory of process ``pid`` (VmRSS)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
 def raise_fd_limit(wanted: int) -> int:

@@ -30,6 +30,7 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from sepconv_bench.http_load import LoadResult, run_load  # noqa: E402
+from sepconv_bench.proc_stats import rss_bytes  # noqa: E402
 from sepconv_bench.server import running_service  # noqa: E402
 
 REPOSITORY_MODELS = Path(__file__).resolve().parents[1] / "models"
@@ -48,14 +49,6 @@ FIGURES = (
     "non_200",
     "errors",
 )
-
-
-def resident_mib(pid: int) -> float:
-    """VmRSS of a process, in MiB (Linux /proc)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
 
 
 def export_untrained(root: Path) -> Path:
@@ -125,11 +118,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         one_process = {"SEPCONV_WORKERS": "1"}
         with running_service(model_dir, one_process, log=work / "server.log") as service:
             url, pid = service.url, service.pid
-            rss_ready = resident_mib(pid)
+            rss_ready = rss_bytes(pid) / 2**20
             warmup = run(url, body, args.warmup)
-            rss_warm = resident_mib(pid)
+            rss_warm = rss_bytes(pid) / 2**20
             figures = run(url, body, args.requests)
-            rss_after = resident_mib(pid)
+            rss_after = rss_bytes(pid) / 2**20
 
     growth = (rss_after - rss_warm) / rss_warm
     measured = figures.as_dict()
